@@ -1,0 +1,225 @@
+"""OfflineRLModule: the manual-optimization scaffolding every lit_offrl algorithm subclasses.
+
+A subclass writes its networks in `__init__`, `configure_optimizers`, and one `update(batch)` that computes
+its losses, calls `self.optimize(loss, optimizer)` for each, and returns a dict of scalar tensors to log.
+Everything else lives here:
+
+* the gradient-update counter `num_updates` (a buffer, so it is in every checkpoint). Lightning's
+  `trainer.global_step` counts every `optimizer.step()` in manual mode (TD3+BC steps two optimizers per
+  update), so `--trainer.max_steps N` is taken over here to mean N updates;
+* `optimize`: zero_grad / manual_backward / optional gradient-norm clipping (after AMP unscaling) / step;
+* `soft_update`: Polyak averaging of target networks with one fused `_foreach_lerp_`;
+* randomness: before every update the global torch RNG is seeded from (seed, rank, update), so the noise an
+  algorithm draws is a pure function of where it is in the run; a resumed run continues exactly;
+* observation / action normalization for acting (statistics from the data module, saved in checkpoints);
+* validation: vectorized rollouts in the evaluation env, aggregated over DDP ranks with torchmetrics;
+* logging every `trainer.log_every_n_steps` updates, with updates/s; a non-finite loss stops the run with
+  a message naming the update and the loss, before any checkpoint of the broken weights is written.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from lit_offrl.data.buffer import Batch, batch_seed
+from lit_offrl.errors import NonFiniteLossError, UserError
+from lit_offrl.evaluation import make_vector_env, rollout
+
+
+class OfflineRLModule(L.LightningModule):
+    """Base LightningModule for offline RL algorithms (manual optimization).
+
+    Args:
+        obs_dim: flat observation size (linked from the data module by the CLI).
+        action_dim: action size (linked from the data module by the CLI).
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int):
+        super().__init__()
+        self.automatic_optimization = False
+        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("action_low", -torch.ones(action_dim))
+        self.register_buffer("action_high", torch.ones(action_dim))
+        self.register_buffer("first_nonfinite_update", torch.full((), -1, dtype=torch.long), persistent=False)
+        self.max_updates = -1
+        self.seed = 0
+        self._updates = 0  # Python mirror of num_updates: control flow without a device sync
+        self._clip: float | None = None
+        self._last_metrics: dict[str, Tensor] = {}
+        self._timer: tuple[float, int] | None = None
+        self._eval_envs = None
+        self.val_return = MeanMetric()
+        self.val_normalized_score = MeanMetric()
+        self.val_episode_length = MeanMetric()
+
+    # ------------------------------------------------------------------------------- what subclasses write
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient update of every network; returns scalar tensors to log (no `.item()`)."""
+        raise NotImplementedError
+
+    def policy_action(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Action in [-1, 1] for normalized observations; by default the policy `self.actor`'s `act`."""
+        return self.actor.act(obs, deterministic)
+
+    # ---------------------------------------------------------------------------------- shared helpers
+    def optimize(self, loss: Tensor, optimizer, clip: float | None = None) -> None:
+        """zero_grad, backward (precision- and strategy-aware), clip the gradient norm to `clip`, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._clip = clip
+        optimizer.step()
+        self._clip = None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Runs inside optimizer.step(), after a 16-mixed GradScaler has unscaled the gradients.
+        if self._clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self._clip, gradient_clip_algorithm="norm")
+
+    @staticmethod
+    @torch.no_grad()
+    def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+        """target <- (1 - tau) target + tau source, for every parameter."""
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+    @staticmethod
+    def make_target(network: nn.Module) -> nn.Module:
+        """A frozen deep copy of `network` (no gradients, so DDP and optimizers ignore it)."""
+        import copy
+
+        target = copy.deepcopy(network)
+        target.requires_grad_(False)
+        return target
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool = True) -> Tensor:
+        """Actions in the environment's bounds for a batch of raw flat observations."""
+        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.obs_mean.device)
+        action = self.policy_action((obs - self.obs_mean) / self.obs_std, deterministic).float()
+        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+    # ----------------------------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "obs_dim"):
+            if (datamodule.obs_dim, datamodule.action_dim) != (self.obs_dim, self.action_dim):
+                raise UserError(
+                    f"the model was configured for obs_dim={self.obs_dim}, action_dim={self.action_dim} but dataset "
+                    f"'{datamodule.dataset_id}' has obs_dim={datamodule.obs_dim}, action_dim={datamodule.action_dim}. "
+                    f"Leave model.obs_dim/action_dim unset (the CLI links them from the data) or pick the matching dataset.")
+            self.seed = int(datamodule.seed)
+            with torch.no_grad():
+                self.action_low.copy_(datamodule.action_low)
+                self.action_high.copy_(datamodule.action_high)
+                if getattr(datamodule, "transitions", None) is not None:
+                    self.obs_mean.copy_(datamodule.obs_mean)
+                    self.obs_std.copy_(datamodule.obs_std)
+        if stage == "fit":
+            # Take --trainer.max_steps over as a count of updates (see module docstring). Kept on the trainer
+            # so a second fit() with the same Trainer reads the user's value, not the -1 written here.
+            if not hasattr(trainer, "_lit_offrl_max_updates"):
+                trainer._lit_offrl_max_updates = trainer.max_steps
+            self.max_updates = trainer._lit_offrl_max_updates
+            trainer.fit_loop.epoch_loop.max_steps = -1
+            from lightning.pytorch.strategies import DDPStrategy
+
+            if isinstance(trainer.strategy, DDPStrategy):
+                # Each loss touches only some parameters (the critic loss never reaches the actor), so DDP must
+                # look for unused parameters at every manual_backward; an explicit user choice is kept.
+                trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+
+    def on_train_start(self) -> None:
+        self._updates = int(self.num_updates)
+        self._timer = (time.perf_counter(), self._updates)
+        if 0 < self.max_updates <= self._updates:
+            self.trainer.should_stop = True
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        torch.manual_seed(batch_seed(self.seed, self.global_rank, self._updates + (1 << 40)))
+        metrics = self.update(batch)
+        self.num_updates += 1
+        self._updates += 1
+        self._track_nonfinite(metrics)
+        if self._updates % self.trainer.log_every_n_steps == 0:
+            self.check_finite()
+            self._log_train(metrics)
+        if 0 < self.max_updates <= self._updates:
+            self.trainer.should_stop = True
+
+    def _track_nonfinite(self, metrics: dict[str, Tensor]) -> None:
+        self._last_metrics = metrics
+        if not metrics:
+            return
+        values = torch.stack([value.detach().float().reshape(()) for value in metrics.values()])
+        newly_bad = ~torch.isfinite(values).all() & (self.first_nonfinite_update < 0)
+        self.first_nonfinite_update.copy_(torch.where(newly_bad, self.num_updates, self.first_nonfinite_update))
+
+    def check_finite(self) -> None:
+        """Raise `NonFiniteLossError` if any logged loss has been NaN or infinite (one device sync)."""
+        first = int(self.first_nonfinite_update)
+        if first < 0:
+            return
+        bad = [name for name, value in self._last_metrics.items() if not torch.isfinite(value).all()]
+        raise NonFiniteLossError(
+            f"training stopped: a loss became NaN or infinite at update {first} "
+            f"({', '.join(bad) if bad else 'see the logs'} non-finite now). No checkpoint was written after it; "
+            f"the last good checkpoint is kept. Lower the learning rates, clip gradients or check the data.")
+
+    def _log_train(self, metrics: dict[str, Tensor]) -> None:
+        self.log_dict({f"train/{name}": value for name, value in metrics.items()}, on_step=True, on_epoch=False)
+        now = time.perf_counter()
+        if self._timer is not None and self._updates > self._timer[1]:
+            rate = (self._updates - self._timer[1]) / max(now - self._timer[0], 1e-9)
+            self.log("perf/updates_per_sec", rate, on_step=True, on_epoch=False, prog_bar=True)
+        self._timer = (now, self._updates)
+        self.log("train/updates", float(self._updates), on_step=True, on_epoch=False)
+
+    # ---------------------------------------------------------------------------------------- validation
+    def on_validation_start(self) -> None:
+        if self.trainer.training or self.trainer.state.fn == "fit":
+            self.check_finite()
+
+    def validation_step(self, seeds: Tensor, batch_idx: int) -> None:
+        datamodule = self.trainer.datamodule
+        seeds = seeds.tolist()
+        if seeds:
+            if self._eval_envs is None or self._eval_envs.num_envs != len(seeds):
+                if self._eval_envs is not None:
+                    self._eval_envs.close()
+                self._eval_envs = make_vector_env(datamodule.make_eval_env, len(seeds))
+            returns, lengths = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs, seeds,
+                                       datamodule.observation_space)
+            returns_t = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
+            self.val_return.update(returns_t)
+            self.val_episode_length.update(torch.as_tensor(lengths, dtype=torch.float32, device=self.device))
+            score = datamodule.normalized_score(returns_t)
+            if score is not None:
+                self.val_normalized_score.update(score)
+        self.log("val/return", self.val_return, on_step=False, on_epoch=True)
+        self.log("val/episode_length", self.val_episode_length, on_step=False, on_epoch=True)
+        if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
+            self.log("val/normalized_score", self.val_normalized_score, on_step=False, on_epoch=True, prog_bar=True)
+
+    def teardown(self, stage: str) -> None:
+        if self._eval_envs is not None:
+            self._eval_envs.close()
+            self._eval_envs = None
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for name in ("obs_dim", "action_dim"):
+            if name in saved and int(saved[name]) != getattr(self, name):
+                raise UserError(
+                    f"the checkpoint was trained with {name}={saved[name]} but this model/dataset has "
+                    f"{name}={getattr(self, name)}: evaluate it on the dataset it was trained on.")

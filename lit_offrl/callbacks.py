@@ -1,0 +1,53 @@
+"""Callbacks that count gradient updates (`OfflineRLModule.num_updates`) instead of optimizer steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+
+class UpdateCheckpoint(ModelCheckpoint):
+    """Saves every `every_n_updates` gradient updates and at the end of training, keeping `last.ckpt`.
+
+    Lightning's `every_n_train_steps` counts optimizer steps, two or three per update in manual
+    optimization; this callback counts the module's updates. Before writing, it checks that no loss has
+    gone NaN/inf, so a checkpoint never holds broken weights. By default only `last.ckpt` is kept
+    (`save_top_k: -1` keeps one file per save, named by update count). `fit --ckpt_path last` resumes it.
+    """
+
+    def __init__(self, every_n_updates: int = 10_000, save_top_k: int = 0, dirpath: str | None = None,
+                 filename: str = "updates={updates}", save_last: bool = True):
+        super().__init__(dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
+                         every_n_train_steps=0, every_n_epochs=0, save_on_train_epoch_end=False,
+                         auto_insert_metric_name=False)
+        self.every_n_updates = every_n_updates
+
+    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        updates = pl_module._updates
+        final = 0 < pl_module.max_updates <= updates
+        if not final and (self.every_n_updates < 1 or updates % self.every_n_updates != 0):
+            return
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        pl_module.check_finite()
+        candidates = self._monitor_candidates(trainer)
+        candidates["updates"] = torch.tensor(updates)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Saving follows updates only (see on_train_batch_end)."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Saving follows updates only (see on_train_batch_end)."""
+
+
+class UpdatesProgressBar(TQDMProgressBar):
+    """The TQDM bar with the run's length in updates as its total (Lightning's would show '?')."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        max_updates = getattr(self.trainer.lightning_module, "max_updates", -1)
+        return max_updates if max_updates > 0 else super().total_train_batches

@@ -1,0 +1,1 @@
+"""Data: Minari datasets as flat tensors, the offline data module, and dataset recipes."""

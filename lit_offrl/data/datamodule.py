@@ -1,0 +1,176 @@
+"""OfflineDataModule: a Minari dataset as an infinite seeded stream of minibatches, plus its evaluation env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lit_offrl.data import minari_io
+from lit_offrl.data.buffer import RandomBatchStream, SamplerState, Transitions
+from lit_offrl.errors import DatasetError, UserError
+
+DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
+
+
+class OfflineDataModule(L.LightningDataModule):
+    """Loads a Minari dataset once and serves uniformly sampled minibatches forever.
+
+    Args:
+        dataset_id: Minari id (``namespace/name-vN``): local, buildable by a lit_offrl recipe, or downloadable.
+        batch_size: transitions per minibatch.
+        seed: seeds the batch stream (with the DDP rank), the global RNG and the evaluation episodes.
+        normalize_observations: z-score observations with the dataset's mean and std (TD3+BC, IQL); the
+            statistics go to the model, are saved in its checkpoint and are applied again when acting.
+        obs_std_eps: added to the std; features whose std is below `min_obs_std` are left unscaled (only
+            centered), so a near-constant feature (e.g. a relabeled goal) cannot blow up at evaluation.
+        reward_scale, reward_shift: r <- r * reward_scale + reward_shift (e.g. AntMaze's IQL setting: 1, -1).
+        normalize_reward: D4RL/CORL return-range normalization, r <- r * 1000 / (max return - min return),
+            applied before scale and shift.
+        dataset_fraction: keep a seeded random subset of this fraction of the episodes.
+        top_fraction: keep the episodes with the highest returns, this fraction of them (0.1 = BC-10%).
+        eval_episodes: episodes rolled out per validation, split across DDP ranks.
+        eval_seed: the evaluation episodes reset with seeds eval_seed, eval_seed + 1, ...
+    """
+
+    def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
+                 normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
+                 reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
+                 dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
+                 eval_seed: int = 1_000_000):
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"data.batch_size must be a positive integer, got {batch_size}.")
+        for name, value in (("dataset_fraction", dataset_fraction), ("top_fraction", top_fraction)):
+            if not 0.0 < value <= 1.0:
+                raise UserError(f"data.{name} must be in (0, 1], got {value}.")
+        if eval_episodes < 0:
+            raise UserError(f"data.eval_episodes must be >= 0, got {eval_episodes}.")
+        self.save_hyperparameters()
+        self.dataset_id, self.batch_size, self.seed = dataset_id, batch_size, seed
+        self.dataset = minari_io.resolve(dataset_id)
+        action_space = self.dataset.action_space
+        if not isinstance(action_space, gym.spaces.Box):
+            raise DatasetError(f"dataset '{dataset_id}' has a {type(action_space).__name__} action space "
+                               f"({action_space}); lit_offrl's algorithms need continuous (Box) actions.")
+        self.obs_dim = int(gym.spaces.flatdim(self.dataset.observation_space))
+        self.action_dim = int(np.prod(action_space.shape))
+        low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            low, high = -np.ones_like(low), np.ones_like(high)  # unbounded: actions are used as they are
+        self.action_low = torch.as_tensor(low, dtype=torch.float32)
+        self.action_high = torch.as_tensor(high, dtype=torch.float32)
+        self.ref_min_score = minari_io.reference_score(self.dataset, "ref_min_score")
+        self.ref_max_score = minari_io.reference_score(self.dataset, "ref_max_score")
+        self.data: minari_io.OfflineData | None = None
+        self.transitions: Transitions | None = None
+        self.sampler_state = SamplerState()
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        if self.transitions is not None:
+            return
+        data = minari_io.load(self.dataset)
+        data = self._select_episodes(data)
+        self.data = data
+        observations = torch.from_numpy(data.observations)
+        if self.hparams.normalize_observations:
+            std = observations.std(0)
+            self.obs_mean = observations.mean(0)
+            self.obs_std = torch.where(std < self.hparams.min_obs_std, torch.ones_like(std),
+                                       std + self.hparams.obs_std_eps)
+        else:
+            self.obs_mean, self.obs_std = torch.zeros(data.obs_dim), torch.ones(data.obs_dim)
+        rewards = torch.from_numpy(data.rewards)
+        if self.hparams.normalize_reward:
+            returns = data.episode_returns
+            spread = float(returns.max() - returns.min())
+            if spread <= 0:
+                raise DatasetError(f"data.normalize_reward needs episodes with different returns; every episode "
+                                   f"of '{self.dataset_id}' returns {returns.max():.3f}. Turn the option off.")
+            rewards = rewards * (1000.0 / spread)
+        rewards = rewards * self.hparams.reward_scale + self.hparams.reward_shift
+        actions = torch.from_numpy(data.actions)
+        actions = (2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0).clamp(-1.0, 1.0)
+        self.transitions = Transitions(
+            obs=self.normalize(observations), action=actions, reward=rewards,
+            next_obs=self.normalize(torch.from_numpy(data.next_observations)),
+            terminal=torch.from_numpy(data.terminals),
+            episode_starts=torch.from_numpy(data.episode_starts), episode_ends=torch.from_numpy(data.episode_ends))
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def _select_episodes(self, data: minari_io.OfflineData) -> minari_io.OfflineData:
+        keep = np.arange(len(data.episode_starts))
+        if self.hparams.dataset_fraction < 1.0:
+            rng = np.random.default_rng(self.seed)
+            count = max(1, int(round(len(keep) * self.hparams.dataset_fraction)))
+            keep = np.sort(rng.choice(keep, size=count, replace=False))
+        if self.hparams.top_fraction < 1.0:
+            returns = data.episode_returns[keep]
+            count = max(1, int(round(len(keep) * self.hparams.top_fraction)))
+            keep = np.sort(keep[np.argsort(-returns, kind="stable")[:count]])
+        if len(keep) == len(data.episode_starts):
+            return data
+        lengths = data.episode_ends[keep] - data.episode_starts[keep]
+        index = np.concatenate([np.arange(s, e) for s, e in zip(data.episode_starts[keep], data.episode_ends[keep])])
+        ends = np.cumsum(lengths)
+        fields = {name: getattr(data, name)[index] for name in
+                  ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
+        return minari_io.OfflineData(**fields, episode_starts=ends - lengths, episode_ends=ends,
+                                     observation_space=data.observation_space, action_space=data.action_space,
+                                     dataset_id=data.dataset_id, eval_env_spec=data.eval_env_spec,
+                                     ref_min_score=data.ref_min_score, ref_max_score=data.ref_max_score)
+
+    # ------------------------------------------------------------------------------------------ batches
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.transitions is not None, "setup() must run before train_dataloader()"
+        rank, _ = self._rank_and_world()
+        stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state)
+        return DataLoader(stream, batch_size=None, num_workers=0)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Called only for the batch the training step is about to use (after any prefetching), so this counts
+        # consumed batches: the number a resumed run must skip.
+        if self.trainer is not None and self.trainer.training:
+            self.sampler_state.consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"consumed_batches": self.sampler_state.consumed, "seed": self.seed, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.sampler_state.consumed = int(state_dict["consumed_batches"])
+
+    # --------------------------------------------------------------------------------------- evaluation
+    def episode_seeds(self) -> list[int]:
+        """This rank's share of the evaluation episode seeds (rank r takes episodes r, r + world, ...)."""
+        rank, world = self._rank_and_world()
+        return [self.hparams.eval_seed + i for i in range(rank, self.hparams.eval_episodes, world)]
+
+    def val_dataloader(self) -> DataLoader:
+        items = [torch.tensor(self.episode_seeds(), dtype=torch.long)] if self.hparams.eval_episodes > 0 else []
+        return DataLoader(items, batch_size=None)
+
+    def make_eval_env(self) -> gym.Env:
+        """A fresh evaluation environment (`recover_environment(eval_env=True)`)."""
+        return self.dataset.recover_environment(eval_env=True)
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self.dataset.observation_space
+
+    def normalized_score(self, returns: torch.Tensor) -> torch.Tensor | None:
+        """D4RL normalized score x100 from the dataset's reference returns, or None when it has none."""
+        if self.ref_min_score is None or self.ref_max_score is None or self.ref_max_score == self.ref_min_score:
+            return None
+        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)

@@ -1,0 +1,69 @@
+"""Multi-layer perceptrons, single and vectorized over an ensemble axis."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU,
+        layer_norm: bool = False, output_activation: nn.Module | None = None) -> nn.Sequential:
+    """A plain MLP: Linear (-> LayerNorm) -> activation for each hidden layer, then a Linear output layer."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden_dims]
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers.append(nn.Linear(d_in, d_out))
+        if layer_norm:
+            layers.append(nn.LayerNorm(d_out))
+        layers.append(activation())
+    layers.append(nn.Linear(dims[-1], out_dim))
+    if output_activation is not None:
+        layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+class VectorizedLinear(nn.Module):
+    """`ensemble_size` independent linear layers applied as one batched matmul.
+
+    Input (E, B, in) or (B, in) (broadcast to every member), output (E, B, out). Each member is initialized
+    like `nn.Linear` (Kaiming-uniform weights, uniform bias), so an ensemble of one matches a plain layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int):
+        super().__init__()
+        self.in_features, self.out_features, self.ensemble_size = in_features, out_features, ensemble_size
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for member in range(self.ensemble_size):
+            # nn.Linear stores (out, in); initialize the transpose the same way.
+            nn.init.kaiming_uniform_(self.weight.data[member].T, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, ensemble_size={self.ensemble_size}"
+
+
+def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: Sequence[int] = (256, 256),
+                   activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False) -> nn.Sequential:
+    """An ensemble of MLPs with the same shape, evaluated in one batched matmul per layer."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden_dims]
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers.append(VectorizedLinear(d_in, d_out, ensemble_size))
+        if layer_norm:
+            layers.append(nn.LayerNorm(d_out))
+        layers.append(activation())
+    layers.append(VectorizedLinear(dims[-1], out_dim, ensemble_size))
+    return nn.Sequential(*layers)

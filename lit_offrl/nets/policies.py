@@ -1,0 +1,90 @@
+"""Policies over actions normalized to [-1, 1].
+
+Every policy has `act(obs, deterministic) -> action in [-1, 1]`, which `OfflineRLModule.act` uses for
+evaluation, so an algorithm that names its policy `self.actor` needs no evaluation code of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal
+
+from lit_offrl.nets.mlp import mlp
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(f(s)): the TD3 / TD3+BC / deterministic-BC policy."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, action_dim, hidden_dims, output_activation=nn.Tanh())
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self(obs)
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(tanh(f(s)), diag(exp(log_std))) with a state-independent log std (IQL's policy).
+
+    The mean is squashed, the sample is not (clipped to [-1, 1] when acting), so log pi(a|s) of a dataset
+    action is an ordinary Gaussian log-density.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, action_dim, hidden_dims, output_activation=nn.Tanh())
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: Tensor) -> Normal:
+        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        return Normal(self.net(obs), std)
+
+    def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self(obs).log_prob(action).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        dist = self(obs)
+        return (dist.mean if deterministic else dist.sample()).clamp(-1.0, 1.0)
+
+
+class TanhGaussianActor(nn.Module):
+    """a = tanh(u), u ~ N(mu(s), sigma(s)): the SAC / CQL policy, with the change-of-variables log-density."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * action_dim, hidden_dims)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, obs: Tensor) -> Normal:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp())
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
+        """Returns (action, log pi(action|s)), reparameterized."""
+        dist = self.distribution(obs)
+        u = dist.mean if deterministic else dist.rsample()
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), the numerically stable form.
+        log_prob = (dist.log_prob(u) - 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: Tensor, action: Tensor, eps: float = 1e-6) -> Tensor:
+        action = action.clamp(-1.0 + eps, 1.0 - eps)
+        u = torch.atanh(action)
+        dist = self.distribution(obs)
+        return (dist.log_prob(u) - torch.log1p(-action.pow(2) + eps)).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self(obs, deterministic)[0]
