@@ -39,7 +39,7 @@ class LitOffRLCLI(LightningCLI):
     """LightningCLI for `OfflineRLModule` subclasses (by name or class path) over `OfflineDataModule`."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("trainer_defaults", {**TRAINER_DEFAULTS, "callbacks": [UpdatesProgressBar(refresh_rate=50)]})
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(OfflineRLModule, OfflineDataModule, *args, subclass_mode_model=True,
                          seed_everything_default=False, auto_configure_optimizers=False, **kwargs)
@@ -48,6 +48,12 @@ class LitOffRLCLI(LightningCLI):
         parser.link_arguments("data.obs_dim", "model.init_args.obs_dim", apply_on="instantiate")
         parser.link_arguments("data.action_dim", "model.init_args.action_dim", apply_on="instantiate")
         parser.add_lightning_class_args(UpdateCheckpoint, "checkpoint")
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # The progress bar counts updates; added here (not in the defaults) so enable_progress_bar=false works.
+        if config.get("enable_progress_bar", True) is not False:
+            callbacks = [*callbacks, UpdatesProgressBar(refresh_rate=50)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config

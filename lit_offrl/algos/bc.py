@@ -28,6 +28,7 @@ class BC(OfflineRLModule):
                  hidden_dims: tuple[int, ...] = (256, 256), lr: float = 3e-4):
         super().__init__(obs_dim, action_dim)
         self.save_hyperparameters()
+        self.policy, self.lr = policy, lr
         if policy == "deterministic":
             self.actor = DeterministicActor(obs_dim, action_dim, hidden_dims)
         elif policy == "gaussian":
@@ -36,10 +37,10 @@ class BC(OfflineRLModule):
             raise ValueError(f"model.policy must be 'deterministic' or 'gaussian', got {policy!r}")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.actor.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.actor.parameters(), lr=self.lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
-        if self.hparams.policy == "deterministic":
+        if self.policy == "deterministic":
             actor_loss = (self.actor(batch.obs) - batch.action).pow(2).sum(-1).mean()
         else:
             actor_loss = -self.actor.log_prob(batch.obs, batch.action).mean()

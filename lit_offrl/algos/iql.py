@@ -40,6 +40,10 @@ class IQL(OfflineRLModule):
                  actor_cosine_decay: bool = True, hidden_dims: tuple[int, ...] = (256, 256)):
         super().__init__(obs_dim, action_dim)
         self.save_hyperparameters()
+        # Attributes, not self.hparams: a subclass with its own signature hides these from hparams.
+        self.expectile, self.beta, self.max_weight, self.gamma, self.tau = expectile, beta, max_weight, gamma, tau
+        self.actor_lr, self.critic_lr, self.value_lr = actor_lr, critic_lr, value_lr
+        self.policy, self.actor_cosine_decay = policy, actor_cosine_decay
         if policy == "gaussian":
             self.actor = GaussianActor(obs_dim, action_dim, hidden_dims)
         elif policy == "deterministic":
@@ -51,11 +55,11 @@ class IQL(OfflineRLModule):
         self.value = ValueNetwork(obs_dim, hidden_dims)
 
     def configure_optimizers(self):
-        actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.hparams.actor_lr)
-        critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.hparams.critic_lr)
-        value_opt = torch.optim.Adam(self.value.parameters(), lr=self.hparams.value_lr)
+        actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr)
+        critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr)
+        value_opt = torch.optim.Adam(self.value.parameters(), lr=self.value_lr)
         optimizers = [actor_opt, critic_opt, value_opt]
-        if self.hparams.actor_cosine_decay and self.max_updates > 0:
+        if self.actor_cosine_decay and self.max_updates > 0:
             return optimizers, [torch.optim.lr_scheduler.CosineAnnealingLR(actor_opt, T_max=self.max_updates)]
         return optimizers
 
@@ -66,16 +70,16 @@ class IQL(OfflineRLModule):
             next_v = self.value(batch.next_obs)
         v = self.value(batch.obs)
         advantage = target_q - v
-        value_loss = expectile_loss(advantage, self.hparams.expectile)
+        value_loss = expectile_loss(advantage, self.expectile)
         self.optimize(value_loss, value_opt)
 
-        target = batch.reward + self.hparams.gamma * (1.0 - batch.terminal) * next_v
+        target = batch.reward + self.gamma * (1.0 - batch.terminal) * next_v
         q = self.critic(batch.obs, batch.action)
         critic_loss = 0.5 * (q - target.unsqueeze(0)).pow(2).mean(1).sum()
         self.optimize(critic_loss, critic_opt)
 
-        weight = torch.exp(self.hparams.beta * advantage.detach()).clamp(max=self.hparams.max_weight)
-        if self.hparams.policy == "gaussian":
+        weight = torch.exp(self.beta * advantage.detach()).clamp(max=self.max_weight)
+        if self.policy == "gaussian":
             bc_losses = -self.actor.log_prob(batch.obs, batch.action)
         else:
             bc_losses = (self.actor(batch.obs) - batch.action).pow(2).sum(-1)
@@ -84,6 +88,6 @@ class IQL(OfflineRLModule):
         schedulers = self.lr_schedulers()
         if schedulers is not None:
             schedulers.step()
-        self.soft_update(self.target_critic, self.critic, self.hparams.tau)
+        self.soft_update(self.target_critic, self.critic, self.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 "q_mean": q.detach().mean(), "v_mean": v.detach().mean(), "advantage_weight": weight.mean()}

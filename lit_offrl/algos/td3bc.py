@@ -30,6 +30,10 @@ class TD3BC(OfflineRLModule):
                  critic_lr: float = 3e-4, hidden_dims: tuple[int, ...] = (256, 256)):
         super().__init__(obs_dim, action_dim)
         self.save_hyperparameters()
+        # Attributes, not self.hparams: a subclass with its own signature hides these from hparams.
+        self.alpha, self.gamma, self.tau = alpha, gamma, tau
+        self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
+        self.actor_lr, self.critic_lr, self.hidden_dims = actor_lr, critic_lr, tuple(hidden_dims)
         self.actor = DeterministicActor(obs_dim, action_dim, hidden_dims)
         self.critic = self.make_critic()
         self.target_actor = self.make_target(self.actor)
@@ -37,25 +41,25 @@ class TD3BC(OfflineRLModule):
 
     def make_critic(self) -> torch.nn.Module:
         """The twin Q networks; override to swap the critic architecture."""
-        return EnsembleCritic(self.obs_dim, self.action_dim, num_critics=2, hidden_dims=self.hparams.hidden_dims)
+        return EnsembleCritic(self.obs_dim, self.action_dim, num_critics=2, hidden_dims=self.hidden_dims)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.hparams.actor_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.hparams.critic_lr))
+        return (torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr),
+                torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr))
 
     def critic_target(self, batch: Batch) -> Tensor:
         with torch.no_grad():
-            noise = (torch.randn_like(batch.action) * self.hparams.policy_noise).clamp(
-                -self.hparams.noise_clip, self.hparams.noise_clip)
+            noise = (torch.randn_like(batch.action) * self.policy_noise).clamp(
+                -self.noise_clip, self.noise_clip)
             next_action = (self.target_actor(batch.next_obs) + noise).clamp(-1.0, 1.0)
             next_q = self.target_critic(batch.next_obs, next_action).min(0).values
-            return batch.reward + self.hparams.gamma * (1.0 - batch.terminal) * next_q
+            return batch.reward + self.gamma * (1.0 - batch.terminal) * next_q
 
     def actor_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """-lambda Q_1(s, pi(s)) + (pi(s) - a)^2; override to add terms."""
         action = self.actor(batch.obs)
         q = self.critic(batch.obs, action)[0]
-        lmbda = self.hparams.alpha / q.abs().mean().detach()
+        lmbda = self.alpha / q.abs().mean().detach()
         bc_loss = (action - batch.action).pow(2).mean()
         return -lmbda * q.mean() + bc_loss, {"bc_loss": bc_loss.detach(), "lambda": lmbda}
 
@@ -66,10 +70,10 @@ class TD3BC(OfflineRLModule):
         critic_loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
         self.optimize(critic_loss, critic_opt)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.mean()}
-        if (self._updates + 1) % self.hparams.policy_freq == 0:
+        if (self._updates + 1) % self.policy_freq == 0:
             actor_loss, extra = self.actor_loss(batch)
             self.optimize(actor_loss, actor_opt)
-            self.soft_update(self.target_actor, self.actor, self.hparams.tau)
-            self.soft_update(self.target_critic, self.critic, self.hparams.tau)
+            self.soft_update(self.target_actor, self.actor, self.tau)
+            self.soft_update(self.target_critic, self.critic, self.tau)
             metrics.update(actor_loss=actor_loss.detach(), **extra)
         return metrics

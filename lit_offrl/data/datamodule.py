@@ -60,8 +60,9 @@ class OfflineDataModule(L.LightningDataModule):
         self.obs_dim = int(gym.spaces.flatdim(self.dataset.observation_space))
         self.action_dim = int(np.prod(action_space.shape))
         low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
-        if not (np.isfinite(low).all() and np.isfinite(high).all()):
-            low, high = -np.ones_like(low), np.ones_like(high)  # unbounded: actions are used as they are
+        # Unbounded action spaces take their bounds from the data's min / max in setup() (as d3rlpy's
+        # MinMaxActionScaler), so normalizing and act() round-trip.
+        self._bounds_from_data = not (np.isfinite(low).all() and np.isfinite(high).all())
         self.action_low = torch.as_tensor(low, dtype=torch.float32)
         self.action_high = torch.as_tensor(high, dtype=torch.float32)
         self.ref_min_score = minari_io.reference_score(self.dataset, "ref_min_score")
@@ -79,7 +80,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.data = data
         observations = torch.from_numpy(data.observations)
         if self.hparams.normalize_observations:
-            std = observations.std(0)
+            std = observations.std(0, unbiased=False)
             self.obs_mean = observations.mean(0)
             self.obs_std = torch.where(std < self.hparams.min_obs_std, torch.ones_like(std),
                                        std + self.hparams.obs_std_eps)
@@ -95,6 +96,10 @@ class OfflineDataModule(L.LightningDataModule):
             rewards = rewards * (1000.0 / spread)
         rewards = rewards * self.hparams.reward_scale + self.hparams.reward_shift
         actions = torch.from_numpy(data.actions)
+        if self._bounds_from_data:
+            self.action_low, self.action_high = actions.min(0).values, actions.max(0).values
+            flat = self.action_high <= self.action_low
+            self.action_low, self.action_high = self.action_low - flat.float(), self.action_high + flat.float()
         actions = (2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0).clamp(-1.0, 1.0)
         self.transitions = Transitions(
             obs=self.normalize(observations), action=actions, reward=rewards,

@@ -83,7 +83,7 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
 
     try:
         parse_dataset_id(dataset_id)
-    except ValueError:
+    except (ValueError, TypeError):  # Minari raises TypeError for an id without -vN
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/pointmaze/umaze-v0'); the version suffix is required.") from None
     if _is_local(dataset_id):

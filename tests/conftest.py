@@ -1,0 +1,44 @@
+"""Shared fixtures: a small real PointMaze UMaze dataset built once per session with the project's recipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MAZE_ID = "lit-offrl/pointmaze/umaze-v0"
+
+
+@pytest.fixture(scope="session")
+def maze_root(tmp_path_factory) -> Path:
+    """A Minari root holding a 6,000-step PointMaze UMaze dataset (the quickstart recipe, smaller)."""
+    root = tmp_path_factory.mktemp("minari")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset
+
+        make_pointmaze_dataset(MAZE_ID, maze="UMaze", steps=6_000, seed=0, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+    return root
+
+
+def run_cli(args: list[str], root: Path, cwd: Path, extra_path: Path | None = None, timeout: int = 600):
+    """Run `python cli.py ARGS` in `cwd` (so lightning_logs/ lands there) against the Minari root `root`."""
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONUNBUFFERED": "1"}
+    paths = [str(REPO)] + ([str(extra_path)] if extra_path else []) + [env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+FAST = ["--data.dataset_id", MAZE_ID, "--data.eval_episodes", "2", "--trainer.log_every_n_steps", "20",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

@@ -1,0 +1,221 @@
+"""Small Minari datasets with known contents, written into the test's own Minari root.
+
+Use `use_minari_root(tmp_path, monkeypatch)` first (Minari reads MINARI_DATASETS_PATH on every call), then
+one of the `make_*_dataset` helpers. Each helper returns a `BuiltDataset`: the `MinariDataset` as Minari
+loads it back plus the exact arrays that were written, so a test can compare flattened data value by value.
+
+Box datasets encode where a value came from: observation feature j at step t of episode e is
+`box_obs_value(e, t, j) = 100 e + t + j / 4` (exact in float32), so a flat row says which episode and step
+it is, and `next_observations` can be checked to never cross an episode boundary.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+# Metadata Minari asks for (it warns when any is missing); the values do not matter to the tests.
+_METADATA = dict(author="lit_offrl tests", author_email="tests@lit-offrl.invalid", algorithm_name="hand-written",
+                 code_permalink="tests/minari_fixtures.py", description="test dataset with known values")
+
+
+@dataclass
+class Episode:
+    """One episode exactly as written: `observations` has T + 1 entries (a dict of such arrays for Dict spaces)."""
+
+    observations: Any
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+@dataclass
+class BuiltDataset:
+    dataset: Any                      # minari.MinariDataset
+    episodes: list[Episode]
+    observation_space: spaces.Space
+    action_space: spaces.Space
+
+    @property
+    def dataset_id(self) -> str:
+        return self.dataset.spec.dataset_id
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(episode) for episode in self.episodes]
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.array([float(np.sum(episode.rewards, dtype=np.float64)) for episode in self.episodes])
+
+
+def use_minari_root(path: Path, monkeypatch) -> Path:
+    """Point Minari at an empty folder of this test's own (created if missing) and return it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(path))
+    return path
+
+
+def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_space: spaces.Space,
+                  action_space: spaces.Space, **metadata: Any) -> BuiltDataset:
+    """Write `episodes` as the Minari dataset `dataset_id` (no environment: the spaces are given explicitly)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = [EpisodeBuffer(id=i, observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
+                             terminations=ep.terminations, truncations=ep.truncations)
+               for i, ep in enumerate(episodes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "env_spec is None", "eval_env is set to None"
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id, buffer=buffers, observation_space=observation_space, action_space=action_space,
+            **{**_METADATA, **metadata})
+    return BuiltDataset(dataset, list(episodes), observation_space, action_space)
+
+
+def box_obs_value(episode: int, step: int | np.ndarray, feature: int | np.ndarray) -> np.ndarray:
+    """The value written at observation feature `feature` of step `step` of episode `episode`."""
+    return np.asarray(100.0 * episode + np.asarray(step) + np.asarray(feature) / 4.0, dtype=np.float32)
+
+
+def box_observations(episode: int, length: int, obs_dim: int) -> np.ndarray:
+    """(length + 1, obs_dim) float32 observations of episode `episode`, encoded with `box_obs_value`."""
+    return box_obs_value(episode, np.arange(length + 1)[:, None], np.arange(obs_dim)[None, :])
+
+
+def _end_flags(length: int, terminated: bool) -> tuple[np.ndarray, np.ndarray]:
+    terminations, truncations = np.zeros(length, dtype=bool), np.zeros(length, dtype=bool)
+    if length:
+        (terminations if terminated else truncations)[-1] = True
+    return terminations, truncations
+
+
+def make_box_dataset(
+    dataset_id: str = "test/box-v0",
+    episodes: Sequence[int] = (3, 2, 4),
+    obs_dim: int = 3,
+    action_space: spaces.Box | None = None,
+    seed: int = 0,
+    terminated: Sequence[bool] | None = None,
+    observations: Sequence[np.ndarray] | None = None,
+    actions: Sequence[np.ndarray] | None = None,
+    rewards: Sequence[np.ndarray] | Callable[[int, int], np.ndarray] | None = None,
+    nan_in: str | None = None,
+    nan_at: tuple[int, int] = (0, 1),
+    nan_value: float = float("nan"),
+    **metadata: Any,
+) -> BuiltDataset:
+    """A dataset with Box observations and Box actions whose every value is known.
+
+    Args:
+        episodes: the length (number of transitions) of each episode.
+        obs_dim: observation size; observations follow `box_observations` unless `observations` is given.
+        action_space: a Box (default Box(-2, 2, (2,))); actions are drawn uniformly inside its bounds with `seed`.
+        terminated: per episode, True if its last step is a termination, False if it is a truncation;
+            default: episode e terminates when e is even and is truncated otherwise.
+        observations: per episode, a (T + 1, obs_dim) array to write instead of the encoded observations.
+        actions: per episode, a (T, *action_space.shape) array to write instead of the uniform draws (needed
+            for an unbounded action space).
+        rewards: per episode arrays, or `f(episode, length) -> (T,)`; default reward at step t of episode e is
+            `e + t / 8`.
+        nan_in: "observations", "actions" or "rewards": write `nan_value` at `nan_at` = (episode, step), in
+            every feature of that observation / action (the observation index may be T, the final one).
+    """
+    action_space = action_space if action_space is not None else spaces.Box(-2.0, 2.0, (2,), np.float32)
+    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    terminated = [e % 2 == 0 for e in range(len(episodes))] if terminated is None else list(terminated)
+    assert len(terminated) == len(episodes)
+    rng = np.random.default_rng(seed)
+    low = np.broadcast_to(action_space.low, action_space.shape)
+    high = np.broadcast_to(action_space.high, action_space.shape)
+    built = []
+    for e, length in enumerate(episodes):
+        obs = box_observations(e, length, obs_dim) if observations is None else np.asarray(observations[e], np.float32)
+        assert obs.shape == (length + 1, obs_dim), obs.shape
+        if actions is None:
+            action = rng.uniform(low, high, size=(length, *action_space.shape)).astype(np.float32)
+        else:
+            action = np.array(actions[e], dtype=np.float32)
+        assert action.shape == (length, *action_space.shape), action.shape
+        if rewards is None:
+            reward = e + np.arange(length) / 8.0
+        elif callable(rewards):
+            reward = rewards(e, length)
+        else:
+            reward = rewards[e]
+        reward = np.asarray(reward, dtype=np.float64)
+        assert reward.shape == (length,), reward.shape
+        terminations, truncations = _end_flags(length, terminated[e])
+        built.append(Episode(obs.copy(), action, reward.copy(), terminations, truncations))
+    if nan_in is not None:
+        e, t = nan_at
+        target = {"observations": built[e].observations, "actions": built[e].actions, "rewards": built[e].rewards}
+        target[nan_in][t] = nan_value
+    return write_dataset(dataset_id, built, obs_space, action_space, **metadata)
+
+
+def pointmaze_like_space() -> spaces.Dict:
+    """PointMaze's observation space: observation (4,), achieved_goal (2,), desired_goal (2,)."""
+    box = lambda n: spaces.Box(-np.inf, np.inf, (n,), np.float64)  # noqa: E731
+    return spaces.Dict({"observation": box(4), "achieved_goal": box(2), "desired_goal": box(2)})
+
+
+def make_dict_dataset(dataset_id: str = "test/dict-v0", episodes: Sequence[int] = (4, 3), seed: int = 0,
+                      **metadata: Any) -> BuiltDataset:
+    """A PointMaze-like dataset: Dict observations (achieved_goal = observation[:2], a fixed desired_goal per
+    episode, all values distinct random floats), Box(-1, 1, (2,)) actions, all episodes truncated."""
+    rng = np.random.default_rng(seed)
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    built = []
+    for length in episodes:
+        observation = rng.normal(size=(length + 1, 4))
+        obs = {"observation": observation, "achieved_goal": observation[:, :2].copy(),
+               "desired_goal": np.repeat(rng.normal(size=(1, 2)), length + 1, axis=0)}
+        actions = rng.uniform(-1.0, 1.0, size=(length, 2)).astype(np.float32)
+        terminations, truncations = _end_flags(length, terminated=False)
+        built.append(Episode(obs, actions, rng.normal(size=length), terminations, truncations))
+    return write_dataset(dataset_id, built, pointmaze_like_space(), action_space, **metadata)
+
+
+def make_discrete_dataset(dataset_id: str = "test/discrete-v0", episodes: Sequence[int] = (3, 2),
+                          obs_dim: int = 3, n_actions: int = 3, **metadata: Any) -> BuiltDataset:
+    """Box observations as in `make_box_dataset`, Discrete(n_actions) actions."""
+    built = []
+    for e, length in enumerate(episodes):
+        terminations, truncations = _end_flags(length, terminated=True)
+        built.append(Episode(box_observations(e, length, obs_dim), np.arange(length, dtype=np.int64) % n_actions,
+                             np.ones(length), terminations, truncations))
+    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    return write_dataset(dataset_id, built, obs_space, spaces.Discrete(n_actions), **metadata)
+
+
+def make_empty_dataset(dataset_id: str = "test/empty-v0", obs_dim: int = 3, **metadata: Any) -> BuiltDataset:
+    """A dataset with no episodes at all (Minari 0.5 writes one; its total_steps and total_episodes are 0).
+
+    An episode of length 0 cannot be written instead: Minari 0.5.4's `create_dataset_from_buffers` fails with
+    an IndexError on an EpisodeBuffer without steps, so "every episode is empty" is not a dataset one can build.
+    """
+    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    return write_dataset(dataset_id, [], obs_space, spaces.Box(-1.0, 1.0, (2,), np.float32), **metadata)
+
+
+def flat_rows(space: spaces.Space, observations: Any, length: int) -> np.ndarray:
+    """Every one of `length` observations of an episode flattened one at a time with `gymnasium.spaces.flatten`."""
+    def single(i: int):
+        if isinstance(observations, dict):
+            return {key: value[i] for key, value in observations.items()}
+        return observations[i]
+
+    return np.stack([gym.spaces.flatten(space, single(i)) for i in range(length)]).astype(np.float32)

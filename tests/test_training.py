@@ -1,0 +1,134 @@
+"""End-to-end training through the CLI and the Trainer: real PointMaze data, real rollouts, real checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import FAST, MAZE_ID, REPO, run_cli
+
+USERPKG = REPO / "tests" / "userpkg"
+
+
+def last_checkpoint(cwd: Path) -> Path:
+    found = sorted(cwd.glob("lightning_logs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no last.ckpt under {cwd}/lightning_logs"
+    return found[-1]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@pytest.mark.parametrize("algo", ["BC", "TD3BC", "IQL"])
+def test_cli_fit_then_validate(algo, maze_root, tmp_path):
+    """fit trains exactly --trainer.max_steps updates (not optimizer steps), logs to TensorBoard, keeps
+    last.ckpt, and validate rolls the checkpoint out and prints the normalized score."""
+    fit = run_cli(["fit", "--model", algo, *FAST, "--trainer.max_steps", "120", "--trainer.val_check_interval", "60",
+                   "--checkpoint.every_n_updates", "50"], maze_root, tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = last_checkpoint(tmp_path)
+    state = load(ckpt)
+    assert int(state["state_dict"]["num_updates"]) == 120
+    optimizers_per_update = {"BC": 1.0, "TD3BC": 1.5, "IQL": 3.0}[algo]  # TD3+BC: actor every 2nd update
+    assert state["global_step"] == int(120 * optimizers_per_update)
+    assert state["hyper_parameters"]["obs_dim"] == 8 and state["hyper_parameters"]["action_dim"] == 2
+    assert list(tmp_path.glob("lightning_logs/*/events.out.tfevents.*")), "no TensorBoard event file"
+    assert (ckpt.parent.parent / "config.yaml").exists()
+    val = run_cli(["validate", "--model", algo, *FAST, "--ckpt_path", str(ckpt)], maze_root, tmp_path)
+    assert val.returncode == 0, val.stderr[-3000:]
+    assert "val/normalized_score" in val.stdout and "val/return" in val.stdout
+
+
+def _params(checkpoint: dict) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("val_")}
+
+
+def test_resume_matches_uninterrupted_run(maze_root, tmp_path):
+    """A run stopped at update 60 and resumed with `--ckpt_path last` ends with exactly the parameters,
+    targets, optimizer states and sampler position of an uninterrupted 120-update run."""
+    common = ["fit", "--model", "TD3BC", *FAST, "--data.eval_episodes", "0", "--checkpoint.every_n_updates", "30"]
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    straight_dir.mkdir(), resumed_dir.mkdir()
+    assert run_cli([*common, "--trainer.max_steps", "120"], maze_root, straight_dir).returncode == 0
+    first = run_cli([*common, "--trainer.max_steps", "60"], maze_root, resumed_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli([*common, "--trainer.max_steps", "120", "--ckpt_path", "last"], maze_root, resumed_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert len(list(resumed_dir.glob("lightning_logs/*"))) == 1, "the resumed run must continue in its run folder"
+    straight, resumed = load(last_checkpoint(straight_dir)), load(last_checkpoint(resumed_dir))
+    assert int(resumed["state_dict"]["num_updates"]) == 120
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
+    for opt_a, opt_b in zip(straight["optimizer_states"], resumed["optimizer_states"]):
+        for key, st in opt_a["state"].items():
+            assert torch.equal(st["exp_avg"], opt_b["state"][key]["exp_avg"])
+    assert straight["OfflineDataModule"]["consumed_batches"] == resumed["OfflineDataModule"]["consumed_batches"] == 120
+
+
+def test_user_subclass_by_class_path(maze_root, tmp_path):
+    """A subclass in the user's own package swaps the critic and adds a loss term, and trains by class path."""
+    result = run_cli(["fit", "--model", "mypkg.MyTD3BC", "--model.action_penalty", "0.5", *FAST,
+                      "--trainer.max_steps", "40", "--data.eval_episodes", "0"], maze_root, tmp_path, USERPKG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load(last_checkpoint(tmp_path))
+    assert any("critic.net.1.weight" == k for k in state["state_dict"]), "critic should have LayerNorm after layer 0"
+    assert state["state_dict"]["critic.net.0.weight"].shape == (2, 10, 64)
+    assert state["hyper_parameters"]["action_penalty"] == 0.5
+    events = list(tmp_path.glob("lightning_logs/*/events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert "train/action_penalty" in tags and "train/critic_loss" in tags
+
+
+def test_nonfinite_loss_stops_run_and_keeps_last_good_checkpoint(maze_root, tmp_path):
+    result = run_cli(["fit", "--model", "mypkg.PoisonedTD3BC", "--model.poison_at", "6", *FAST,
+                      "--trainer.log_every_n_steps", "4", "--checkpoint.every_n_updates", "5",
+                      "--trainer.max_steps", "40", "--data.eval_episodes", "0"], maze_root, tmp_path, USERPKG)
+    assert result.returncode == 1
+    assert "NaN or infinite at update 7" in result.stderr and "critic_loss" in result.stderr
+    assert "Traceback" not in result.stderr
+    state = load(last_checkpoint(tmp_path))
+    assert int(state["state_dict"]["num_updates"]) == 5
+    assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())
+
+
+def test_bad_dataset_id_is_one_clear_error(maze_root, tmp_path):
+    result = run_cli(["fit", "--model", "BC", *FAST, "--data.dataset_id", "nobody/nothing-v0"], maze_root, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "nobody/nothing-v0" in result.stderr and str(maze_root) in result.stderr and MAZE_ID in result.stderr
+
+
+def test_bf16_mixed_trains_with_finite_losses(maze_root, tmp_path):
+    result = run_cli(["fit", "--model", "IQL", *FAST, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "60",
+                      "--data.eval_episodes", "1"], maze_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]  # a non-finite loss would have stopped the run (exit 1)
+    state = load(last_checkpoint(tmp_path))
+    assert int(state["state_dict"]["num_updates"]) == 60
+    assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())
+
+
+def test_ddp_two_processes_keep_ranks_identical(maze_root, tmp_path):
+    """`--trainer.strategy ddp --trainer.devices 2` on CPU (gloo): ranks draw different batches, yet after
+    training every parameter and target parameter is identical on both ranks (gradients are averaged)."""
+    result = run_cli(["fit", "--model", "TD3BC", *FAST, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                      "--trainer.devices", "2", "--trainer.max_steps", "30", "--data.eval_episodes", "3",
+                      "--trainer.callbacks+=ddp_probe.DumpRankState", f"--trainer.callbacks.init_args.out_dir={tmp_path}"],
+                     maze_root, tmp_path, REPO / "tests")
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert not torch.equal(rank0["first_batch_obs"], rank1["first_batch_obs"]), "ranks must draw different batches"
+    assert rank0["state"].keys() == rank1["state"].keys()
+    for name, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][name]), f"{name} differs between ranks"
+    assert not torch.equal(rank0["state"]["actor.net.0.weight"], rank0["initial_actor"]), "nothing was trained"
+    assert int(rank0["state"]["num_updates"]) == 30
+    assert rank0["val_return"] == rank1["val_return"], "evaluation must be aggregated across ranks"
