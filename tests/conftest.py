@@ -33,7 +33,8 @@ def maze_root(tmp_path_factory) -> Path:
 
 def run_cli(args: list[str], root: Path, cwd: Path, extra_path: Path | None = None, timeout: int = 600):
     """Run `python cli.py ARGS` in `cwd` (so lightning_logs/ lands there) against the Minari root `root`."""
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONUNBUFFERED": "1"}
+    # HF_HUB_OFFLINE: an unknown id fails at once instead of after the hub client's network retries.
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     paths = [str(REPO)] + ([str(extra_path)] if extra_path else []) + [env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=env, capture_output=True,

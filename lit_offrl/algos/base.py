@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -209,6 +210,12 @@ class OfflineRLModule(L.LightningModule):
         self.log("val/episode_length", self.val_episode_length, on_step=False, on_epoch=True)
         if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
             self.log("val/normalized_score", self.val_normalized_score, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_fit_end(self) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+        summary = ", ".join(f"{k} {v:.2f}" for k, v in sorted(metrics.items()))
+        rank_zero_info(f"lit_offrl: {self._updates} updates done. Last evaluation: {summary or 'none'}. "
+                       f"Run folder: {self.trainer.log_dir}")
 
     def teardown(self, stage: str) -> None:
         if self._eval_envs is not None:

@@ -1,1 +1,11 @@
 """Data: Minari datasets as flat tensors, the offline data module, and dataset recipes."""
+
+import contextlib
+import io
+import warnings
+
+with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    # gymnasium_robotics prints a notice on import about an Adroit reward change unrelated to lit_offrl;
+    # importing it here, once, keeps it out of every run's output (later imports are cached and silent).
+    warnings.simplefilter("ignore")
+    import gymnasium_robotics  # noqa: F401

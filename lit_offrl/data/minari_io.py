@@ -93,6 +93,7 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
 
     if build and dataset_id in recipes.RECIPES:
         return recipes.build(dataset_id, progress=progress)
+    print(f"lit_offrl: '{dataset_id}' is not local; trying Minari's download...", flush=True)
     try:
         minari.download_dataset(dataset_id)
         return minari.load_dataset(dataset_id)
