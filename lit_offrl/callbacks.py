@@ -23,19 +23,28 @@ class UpdateCheckpoint(ModelCheckpoint):
                          every_n_train_steps=0, every_n_epochs=0, save_on_train_epoch_end=False,
                          auto_insert_metric_name=False)
         self.every_n_updates = every_n_updates
+        self._last_update_saved = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
         updates = pl_module._updates
         final = 0 < pl_module.max_updates <= updates
-        if not final and (self.every_n_updates < 1 or updates % self.every_n_updates != 0):
-            return
+        if final or (self.every_n_updates > 0 and updates % self.every_n_updates == 0):
+            self._save(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        """A run stopped early (max_time, EarlyStopping, should_stop) still saves its last updates."""
+        if pl_module._updates != self._last_update_saved:
+            self._save(trainer, pl_module)
+
+    def _save(self, trainer, pl_module) -> None:
         if self._should_skip_saving_checkpoint(trainer):
             return
         pl_module.check_finite()
         candidates = self._monitor_candidates(trainer)
-        candidates["updates"] = torch.tensor(updates)
+        candidates["updates"] = torch.tensor(pl_module._updates)
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+        self._last_update_saved = pl_module._updates
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """Saving follows updates only (see on_train_batch_end)."""

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 import lit_offrl.algos  # noqa: F401  (registers the algorithms so `--model IQL` resolves)
@@ -55,27 +56,44 @@ class LitOffRLCLI(LightningCLI):
             callbacks = [*callbacks, UpdatesProgressBar(refresh_rate=50)]
         return super()._instantiate_trainer(config, callbacks)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """fit and validate: offline RL has no test/predict dataloaders (evaluation is validation)."""
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+                "validate": {"model", "dataloaders", "datamodule"}}
+
+    def _parse_ckpt_path(self) -> None:
+        # `--ckpt_path last` must become a real path before Lightning reads the checkpoint's hyperparameters.
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path") == "last":
+            self._resolve_last_checkpoint(self.config[subcommand], subcommand)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        # One seed for everything: --data.seed seeds the weights too, unless --seed_everything is given.
+        # One seed for everything: --data.seed seeds the weights too, unless --seed_everything N is given.
         seed = config.get("seed_everything")
-        L.seed_everything(config.data.seed if seed in (None, False) else int(seed), verbose=False)
-        if self.subcommand in ("fit", "validate") and config.get("ckpt_path") == "last":
-            self._resolve_last_checkpoint(config)
+        L.seed_everything(config.data.seed if seed in (None, False, True) else int(seed), verbose=False)
 
-    def _resolve_last_checkpoint(self, config) -> None:
-        """`--ckpt_path last`: the newest last.ckpt under the logger's folder; logging continues in its run folder."""
+    @staticmethod
+    def _resolve_last_checkpoint(config, subcommand: str) -> None:
+        """The newest last.ckpt under the logger's folder of this dataset; fit keeps logging in its run folder."""
         logger = config.trainer.logger
-        init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
-        root = Path(init.get("save_dir", ".") if init else ".") / (init.get("name", "lightning_logs") if init else "lightning_logs")
-        candidates = sorted(root.glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        init = logger.get("init_args", None) if hasattr(logger, "get") else None
+        root = Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs") if init else Path("lightning_logs")
+        candidates = []
+        for path in root.glob("*/checkpoints/last.ckpt"):
+            saved = torch.load(path, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters", {})
+            if saved.get("dataset_id") == config.data.dataset_id:
+                candidates.append(path)
         if not candidates:
-            raise UserError(f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/. Start a run without "
-                            f"--ckpt_path, or give the checkpoint's path.")
-        config.ckpt_path = str(candidates[-1])
-        if init and self.subcommand == "fit":
-            init["version"] = candidates[-1].parent.parent.name
-        print(f"Resuming from {config.ckpt_path}", file=sys.stderr)
+            raise UserError(f"--ckpt_path last: no last.ckpt of a run on '{config.data.dataset_id}' under "
+                            f"{root}/*/checkpoints/. Start a run without --ckpt_path, or give the checkpoint's path.")
+        newest = max(candidates, key=lambda p: p.stat().st_mtime)
+        config.ckpt_path = str(newest)
+        if init is not None and subcommand == "fit":
+            init["version"] = newest.parent.parent.name
+        print(f"lit_offrl: resuming from {newest}", file=sys.stderr)
 
 
 def main(args: list[str] | None = None) -> None:

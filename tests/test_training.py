@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import FAST, MAZE_ID, REPO, run_cli
 
@@ -37,7 +37,11 @@ def test_cli_fit_then_validate(algo, maze_root, tmp_path):
     optimizers_per_update = {"BC": 1.0, "TD3BC": 1.5, "IQL": 3.0}[algo]  # TD3+BC: actor every 2nd update
     assert state["global_step"] == int(120 * optimizers_per_update)
     assert state["hyper_parameters"]["obs_dim"] == 8 and state["hyper_parameters"]["action_dim"] == 2
-    assert list(tmp_path.glob("lightning_logs/*/events.out.tfevents.*")), "no TensorBoard event file"
+    events = list(tmp_path.glob("lightning_logs/*/events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    assert [e.step for e in scalars.Scalars("val/normalized_score")] == [59, 119], "evaluate every 60 updates"
+    assert "train/actor_loss" in scalars.Tags()["scalars"]
     assert (ckpt.parent.parent / "config.yaml").exists()
     val = run_cli(["validate", "--model", algo, *FAST, "--ckpt_path", str(ckpt)], maze_root, tmp_path)
     assert val.returncode == 0, val.stderr[-3000:]
@@ -72,6 +76,27 @@ def test_resume_matches_uninterrupted_run(maze_root, tmp_path):
     assert straight["OfflineDataModule"]["consumed_batches"] == resumed["OfflineDataModule"]["consumed_batches"] == 120
 
 
+def test_killed_run_resumes_as_if_it_had_not_stopped(maze_root, tmp_path):
+    """IQL (three optimizers, a cosine learning-rate schedule over the run) SIGKILLed at update 75 and
+    restarted with the same command plus `--ckpt_path last` ends exactly like a run that was never killed."""
+    common = ["fit", "--model", "IQL", *FAST, "--data.eval_episodes", "0", "--checkpoint.every_n_updates", "30",
+              "--trainer.max_steps", "120"]
+    straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
+    straight_dir.mkdir(), killed_dir.mkdir()
+    assert run_cli(common, maze_root, straight_dir).returncode == 0
+    killed = run_cli([*common, "--trainer.callbacks+=probes.KillAtUpdate", "--trainer.callbacks.init_args.update=75"],
+                     maze_root, killed_dir, REPO / "tests")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert int(load(last_checkpoint(killed_dir))["state_dict"]["num_updates"]) == 60
+    resumed = run_cli([*common, "--ckpt_path", "last"], maze_root, killed_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight, after = load(last_checkpoint(straight_dir)), load(last_checkpoint(killed_dir))
+    a, b = _params(straight), _params(after)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after the kill and resume"
+    assert straight["lr_schedulers"][0]["_last_lr"] == after["lr_schedulers"][0]["_last_lr"]
+
+
 def test_user_subclass_by_class_path(maze_root, tmp_path):
     """A subclass in the user's own package swaps the critic and adds a loss term, and trains by class path."""
     result = run_cli(["fit", "--model", "mypkg.MyTD3BC", "--model.action_penalty", "0.5", *FAST,
@@ -82,8 +107,6 @@ def test_user_subclass_by_class_path(maze_root, tmp_path):
     assert state["state_dict"]["critic.net.0.weight"].shape == (2, 10, 64)
     assert state["hyper_parameters"]["action_penalty"] == 0.5
     events = list(tmp_path.glob("lightning_logs/*/events.out.tfevents.*"))
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
     assert "train/action_penalty" in tags and "train/critic_loss" in tags
 
@@ -100,6 +123,18 @@ def test_nonfinite_loss_stops_run_and_keeps_last_good_checkpoint(maze_root, tmp_
     assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())
 
 
+def test_nan_gradient_with_finite_loss_never_reaches_a_checkpoint(maze_root, tmp_path):
+    # Poisoned at the update just before a checkpoint: the loss was still finite, only the weights are not.
+    result = run_cli(["fit", "--model", "mypkg.NaNGradientBC", "--model.poison_at", "19", *FAST,
+                      "--trainer.log_every_n_steps", "50", "--checkpoint.every_n_updates", "10",
+                      "--trainer.max_steps", "40", "--data.eval_episodes", "0"], maze_root, tmp_path, USERPKG)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "a parameter became NaN or infinite by update 20" in result.stderr
+    state = load(last_checkpoint(tmp_path))
+    assert int(state["state_dict"]["num_updates"]) == 10
+    assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())
+
+
 def test_bad_dataset_id_is_one_clear_error(maze_root, tmp_path):
     result = run_cli(["fit", "--model", "BC", *FAST, "--data.dataset_id", "nobody/nothing-v0"], maze_root, tmp_path)
     assert result.returncode == 2
@@ -109,8 +144,11 @@ def test_bad_dataset_id_is_one_clear_error(maze_root, tmp_path):
 
 def test_bf16_mixed_trains_with_finite_losses(maze_root, tmp_path):
     result = run_cli(["fit", "--model", "IQL", *FAST, "--trainer.precision", "bf16-mixed", "--trainer.max_steps", "60",
-                      "--data.eval_episodes", "1"], maze_root, tmp_path)
+                      "--data.eval_episodes", "1", "--trainer.callbacks+=probes.RecordCriticDtype",
+                      f"--trainer.callbacks.init_args.out_file={tmp_path / 'dtype.txt'}"], maze_root, tmp_path,
+                     REPO / "tests")
     assert result.returncode == 0, result.stderr[-3000:]  # a non-finite loss would have stopped the run (exit 1)
+    assert (tmp_path / "dtype.txt").read_text() == "torch.bfloat16", "the critic did not run under bf16 autocast"
     state = load(last_checkpoint(tmp_path))
     assert int(state["state_dict"]["num_updates"]) == 60
     assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())
@@ -121,7 +159,7 @@ def test_ddp_two_processes_keep_ranks_identical(maze_root, tmp_path):
     training every parameter and target parameter is identical on both ranks (gradients are averaged)."""
     result = run_cli(["fit", "--model", "TD3BC", *FAST, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
                       "--trainer.devices", "2", "--trainer.max_steps", "30", "--data.eval_episodes", "3",
-                      "--trainer.callbacks+=ddp_probe.DumpRankState", f"--trainer.callbacks.init_args.out_dir={tmp_path}"],
+                      "--trainer.callbacks+=probes.DumpRankState", f"--trainer.callbacks.init_args.out_dir={tmp_path}"],
                      maze_root, tmp_path, REPO / "tests")
     assert result.returncode == 0, result.stderr[-4000:]
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")

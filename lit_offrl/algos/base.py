@@ -166,15 +166,26 @@ class OfflineRLModule(L.LightningModule):
         self.first_nonfinite_update.copy_(torch.where(newly_bad, self.num_updates, self.first_nonfinite_update))
 
     def check_finite(self) -> None:
-        """Raise `NonFiniteLossError` if any logged loss has been NaN or infinite (one device sync)."""
-        first = int(self.first_nonfinite_update)
-        if first < 0:
+        """Raise `NonFiniteLossError` if a logged loss has been NaN/inf or a parameter is NaN/inf.
+
+        One device sync; under DDP the verdict is reduced over ranks so every rank stops together (a rank that
+        went on alone would wait forever in the next collective). Called at log steps, before every checkpoint
+        and before validation, never in between.
+        """
+        params_finite = torch.stack([p.detach().isfinite().all() for p in self.parameters()]).all()
+        bad = ((self.first_nonfinite_update >= 0) | ~params_finite).float()
+        if self.trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        if float(bad) == 0:
             return
-        bad = [name for name, value in self._last_metrics.items() if not torch.isfinite(value).all()]
+        first = int(self.first_nonfinite_update)
+        losses = [name for name, value in self._last_metrics.items() if not torch.isfinite(value).all()]
+        where = (f"a loss became NaN or infinite at update {first} ({', '.join(losses) or 'see the logs'} non-finite now)"
+                 if first >= 0 else f"a parameter became NaN or infinite by update {self._updates} (the losses were "
+                 f"finite: a NaN/inf gradient, e.g. an overflow or sqrt(0))")
         raise NonFiniteLossError(
-            f"training stopped: a loss became NaN or infinite at update {first} "
-            f"({', '.join(bad) if bad else 'see the logs'} non-finite now). No checkpoint was written after it; "
-            f"the last good checkpoint is kept. Lower the learning rates, clip gradients or check the data.")
+            f"training stopped: {where}. No checkpoint was written after it; the last good checkpoint is kept. "
+            f"Lower the learning rates, clip gradients or check the data.")
 
     def _log_train(self, metrics: dict[str, Tensor]) -> None:
         self.log_dict({f"train/{name}": value for name, value in metrics.items()}, on_step=True, on_epoch=False)

@@ -1,7 +1,7 @@
 """Behavior cloning: supervised learning of the dataset's actions.
 
 Deterministic policy (as CORL's BC, the TD3+BC actor without the Q term):
-    L(pi) = E_{(s,a)~D} || pi(s) - a ||^2
+    L(pi) = E_{(s,a)~D} || pi(s) - a ||^2 / |A|      (mean over action dimensions, as CORL's F.mse_loss)
 Gaussian policy, maximum likelihood:
     L(pi) = -E_{(s,a)~D} log pi(a|s),   pi(a|s) = N(tanh f(s), diag sigma^2)
 
@@ -41,7 +41,7 @@ class BC(OfflineRLModule):
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         if self.policy == "deterministic":
-            actor_loss = (self.actor(batch.obs) - batch.action).pow(2).sum(-1).mean()
+            actor_loss = (self.actor(batch.obs) - batch.action).pow(2).mean()
         else:
             actor_loss = -self.actor.log_prob(batch.obs, batch.action).mean()
         self.optimize(actor_loss, self.optimizers())

@@ -15,6 +15,7 @@ gamma 0.99, Gaussian policy with state-independent std. AntMaze: expectile 0.9, 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -60,8 +61,13 @@ class IQL(OfflineRLModule):
         value_opt = torch.optim.Adam(self.value.parameters(), lr=self.value_lr)
         optimizers = [actor_opt, critic_opt, value_opt]
         if self.actor_cosine_decay and self.max_updates > 0:
-            return optimizers, [torch.optim.lr_scheduler.CosineAnnealingLR(actor_opt, T_max=self.max_updates)]
+            return optimizers, [torch.optim.lr_scheduler.LambdaLR(actor_opt, self.cosine_factor)]
         return optimizers
+
+    def cosine_factor(self, update: int) -> float:
+        """lr multiplier 0.5 (1 + cos(pi t / T)) over the run's T = max updates, read when called, so a run
+        resumed with a larger --trainer.max_steps decays over its new length instead of rising again."""
+        return 0.5 * (1.0 + math.cos(math.pi * min(update, self.max_updates) / max(self.max_updates, 1)))
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         actor_opt, critic_opt, value_opt = self.optimizers()

@@ -36,7 +36,11 @@ class Transitions:
     def __len__(self) -> int:
         return self.reward.shape[0]
 
+    def to(self, device: torch.device | str) -> Transitions:
+        return Transitions(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+
     def batch(self, index: Tensor) -> Batch:
+        index = index.to(self.reward.device, non_blocking=True)
         return Batch(self.obs[index], self.action[index], self.reward[index], self.next_obs[index],
                      self.terminal[index])
 

@@ -23,7 +23,7 @@ class OfflineDataModule(L.LightningDataModule):
     Args:
         dataset_id: Minari id (``namespace/name-vN``): local, buildable by a lit_offrl recipe, or downloadable.
         batch_size: transitions per minibatch.
-        seed: seeds the batch stream (with the DDP rank), the global RNG and the evaluation episodes.
+        seed: seeds the weights, the batch stream (with the DDP rank) and every random draw of the updates.
         normalize_observations: z-score observations with the dataset's mean and std (TD3+BC, IQL); the
             statistics go to the model, are saved in its checkpoint and are applied again when acting.
         obs_std_eps: added to the std; features whose std is below `min_obs_std` are left unscaled (only
@@ -34,14 +34,17 @@ class OfflineDataModule(L.LightningDataModule):
         dataset_fraction: keep a seeded random subset of this fraction of the episodes.
         top_fraction: keep the episodes with the highest returns, this fraction of them (0.1 = BC-10%).
         eval_episodes: episodes rolled out per validation, split across DDP ranks.
-        eval_seed: the evaluation episodes reset with seeds eval_seed, eval_seed + 1, ...
+        eval_seed: the evaluation episodes reset with seeds eval_seed, eval_seed + 1, ... (independent of
+            `seed`, so runs with different seeds are scored on the same episodes).
+        on_device: keep the transitions on the training device (GPU) and sample there, instead of gathering
+            each batch on the CPU and copying it.
     """
 
     def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
                  normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
                  dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
-                 eval_seed: int = 1_000_000):
+                 eval_seed: int = 1_000_000, on_device: bool = True):
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}.")
@@ -65,6 +68,9 @@ class OfflineDataModule(L.LightningDataModule):
         self._bounds_from_data = not (np.isfinite(low).all() and np.isfinite(high).all())
         self.action_low = torch.as_tensor(low, dtype=torch.float32)
         self.action_high = torch.as_tensor(high, dtype=torch.float32)
+        if eval_episodes > 0 and minari_io.eval_env_spec(self.dataset) is None:
+            raise DatasetError(f"dataset '{dataset_id}' records no environment to evaluate in (no eval_env and no "
+                               f"env spec): train without evaluation with --data.eval_episodes 0.")
         self.ref_min_score = minari_io.reference_score(self.dataset, "ref_min_score")
         self.ref_max_score = minari_io.reference_score(self.dataset, "ref_max_score")
         self.data: minari_io.OfflineData | None = None
@@ -140,6 +146,8 @@ class OfflineDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.transitions is not None, "setup() must run before train_dataloader()"
         rank, _ = self._rank_and_world()
+        if self.hparams.on_device and self.trainer is not None:
+            self.transitions = self.transitions.to(self.trainer.strategy.root_device)
         stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state)
         return DataLoader(stream, batch_size=None, num_workers=0)
 

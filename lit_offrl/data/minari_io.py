@@ -158,7 +158,7 @@ def load(dataset) -> OfflineData:
         actions=np.concatenate(parts["action"]), rewards=np.concatenate(parts["reward"]),
         terminals=np.concatenate(parts["term"]), timeouts=np.concatenate(parts["trunc"]),
         episode_starts=ends - lengths, episode_ends=ends, observation_space=obs_space, action_space=action_space,
-        dataset_id=dataset_id, eval_env_spec=_eval_env_spec(dataset),
+        dataset_id=dataset_id, eval_env_spec=eval_env_spec(dataset),
         ref_min_score=reference_score(dataset, "ref_min_score"), ref_max_score=reference_score(dataset, "ref_max_score"))
     for name in ("observations", "actions", "rewards", "next_observations"):
         values = getattr(data, name)
@@ -175,6 +175,6 @@ def reference_score(dataset, key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _eval_env_spec(dataset):
+def eval_env_spec(dataset):
     """The evaluation env spec (what `recover_environment(eval_env=True)` makes), else the data env's spec."""
     return getattr(dataset, "_eval_env_spec", None) or dataset.env_spec

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from lit_offrl.algos.bc import BC
 from lit_offrl.algos.td3bc import TD3BC
 from lit_offrl.nets import EnsembleCritic
 
@@ -35,3 +36,20 @@ class PoisonedTD3BC(TD3BC):
         if self._updates == self.poison_at:
             target = target * torch.tensor(float("nan"))
         return target
+
+
+class NaNGradientBC(BC):
+    """BC whose loss stays finite but whose gradient is NaN from update `poison_at` (0-based) on:
+    d sqrt(x)/dx at x = 0 is inf, times 0 is NaN."""
+
+    def __init__(self, obs_dim: int, action_dim: int, poison_at: int = 3):
+        self.poison_at = poison_at
+        super().__init__(obs_dim, action_dim)
+
+    def update(self, batch):
+        if self._updates < self.poison_at:
+            return super().update(batch)
+        first_weight = next(self.actor.parameters())
+        loss = (self.actor(batch.obs) - batch.action).pow(2).mean() + torch.sqrt(0.0 * first_weight.sum())
+        self.optimize(loss, self.optimizers())
+        return {"actor_loss": loss.detach()}
