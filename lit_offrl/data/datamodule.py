@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_offrl.data import minari_io
-from lit_offrl.data.buffer import RandomBatchStream, SamplerState, Transitions
+from lit_offrl.data.buffer import Batch, RandomBatchStream, SamplerState, Transitions
 from lit_offrl.errors import DatasetError, UserError
 
 DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
@@ -157,6 +157,12 @@ class OfflineDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             self.sampler_state.consumed += 1
         return batch
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Training batches sampled on the device already need no traversal (Lightning's walks every field).
+        if isinstance(batch, Batch) and batch.obs.device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def state_dict(self) -> dict[str, Any]:
         return {"consumed_batches": self.sampler_state.consumed, "seed": self.seed, "batch_size": self.batch_size}
