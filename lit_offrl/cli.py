@@ -98,6 +98,10 @@ class LitOffRLCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `lit-offrl` and `python cli.py`: user errors print one message, no traceback."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["datasets"]:  # `lit-offrl datasets make|list|show ...` is not a LightningCLI subcommand
+        from lit_offrl import datasets_cli
+        raise SystemExit(datasets_cli.main(argv[1:]))
     try:
         LitOffRLCLI(args=args)
     except UserError as exc:

@@ -94,3 +94,13 @@ def test_updates_reduce_their_losses_on_a_fixed_batch(cls, losses, maze_dm, tmp_
     for name, factor in losses.items():
         first, last = history[0][name].item(), history[-1][name].item()
         assert last < factor * first, f"{cls.__name__} {name}: {first:.4f} -> {last:.4f}"
+
+
+def test_optimize_clips_the_gradient_norm(maze_dm, tmp_path):
+    """optimize(loss, opt, clip=c) leaves the step's gradients with total norm c (clipped before the step)."""
+    model = attached(BC(maze_dm.obs_dim, maze_dm.action_dim), maze_dm, tmp_path)
+    batch = fixed_batch(maze_dm)
+    loss = (model.actor(batch.obs) - batch.action).pow(2).mean() * 1e3
+    model.optimize(loss, model.optimizers(), clip=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.actor.parameters()]))
+    assert norm.item() == pytest.approx(1e-3, rel=1e-4)

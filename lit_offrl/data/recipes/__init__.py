@@ -1,7 +1,13 @@
 """Dataset recipes: datasets lit_offrl can make locally, as ordinary Minari datasets, when the hub is out of reach.
 
-`RECIPES` maps a Minari id to the function that builds it; `OfflineDataModule` builds a recipe's dataset on
-first use when its id is asked for and is not in the local Minari root.
+`RECIPES` maps a Minari id to the function that builds it (keyword arguments `steps`, `seed`, `progress`);
+`DESCRIPTIONS` gives each id a one-line description. `OfflineDataModule` builds a recipe's dataset on first
+use when its id is asked for and is not in the local Minari root; `lit-offrl datasets make ID` builds one
+explicitly.
+
+PointMaze ids (see `lit_offrl.data.recipes.pointmaze`): `lit-offrl/pointmaze/{umaze,medium,large}[-dense]-v0`
+(goal-conditioned labels, Minari D4RL/pointmaze) and `lit-offrl/maze2d/{umaze,medium,large}[-dense]-v0` (the
+same trajectories relabeled to the evaluation goal, D4RL maze2d).
 """
 
 from __future__ import annotations
@@ -9,13 +15,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset
+from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset, summarize
+
+__all__ = ["RECIPES", "DESCRIPTIONS", "build", "summarize"]
 
 RECIPES: dict[str, Callable[..., object]] = {}
-for _maze in ("UMaze", "Medium", "Large"):
-    for _reward in ("sparse", "dense"):
-        _id = f"lit-offrl/pointmaze/{_maze.lower()}{'-dense' if _reward == 'dense' else ''}-v0"
-        RECIPES[_id] = partial(make_pointmaze_dataset, _id, maze=_maze, reward_type=_reward)
+DESCRIPTIONS: dict[str, str] = {}
+_LABELS = {
+    "pointmaze": "goal-conditioned labels (Minari D4RL/pointmaze)",
+    "maze2d": "relabeled to the evaluation goal (D4RL maze2d)",
+}
+for _flavour in ("pointmaze", "maze2d"):
+    for _maze in ("UMaze", "Medium", "Large"):
+        for _reward in ("sparse", "dense"):
+            _id = f"lit-offrl/{_flavour}/{_maze.lower()}{'-dense' if _reward == 'dense' else ''}-v0"
+            RECIPES[_id] = partial(make_pointmaze_dataset, _id, maze=_maze, reward_type=_reward, flavour=_flavour)
+            DESCRIPTIONS[_id] = f"PointMaze {_maze}, {_reward} reward, {_LABELS[_flavour]}"
 
 
 def build(dataset_id: str, progress: bool = True):

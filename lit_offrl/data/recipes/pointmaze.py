@@ -8,6 +8,22 @@ noisy planner-plus-PD controller, the recipe behind D4RL's ``maze2d-*`` datasets
 ``minari-dataset-generation-scripts`` repository, themselves a port of D4RL's ``pointmaze`` waypoint
 controller and Q-iteration solver).
 
+Flavours
+--------
+Both flavours hold the same trajectories (same seed: identical ``observation``, ``achieved_goal`` and
+actions); they differ in the goal the data is labeled with.
+
+* ``"pointmaze"`` (Minari ``D4RL/pointmaze``, ids ``lit-offrl/pointmaze/*``): ``desired_goal`` and the reward
+  are those of the goal the controller was driving to, so the data is goal-conditioned near-expert behaviour.
+* ``"maze2d"`` (D4RL ``maze2d``, ids ``lit-offrl/maze2d/*``): every episode is relabeled to the single
+  evaluation goal (``relabel_to_eval_goal``): its ``desired_goal`` is one goal drawn the way the evaluation
+  env draws its goal at reset (the goal cell's centre plus the env's uniform noise, +-0.25 x maze scaling per
+  axis, one seeded draw per episode), and the rewards and ``infos["success"]`` are recomputed for that goal
+  with the env's own ``compute_reward`` (sparse: 1 within 0.45 of the goal; dense: ``exp(-distance)``). The
+  data shows the ball wandering to other goals while the reward marks only the evaluation goal. The goal
+  noise matters: a constant ``desired_goal`` has zero variance, and observation normalization would blow
+  the evaluation env's noisy goal up to hundreds. Terminations stay False (continuing task).
+
 How the data is collected
 -------------------------
 * Environment: ``PointMaze_{UMaze,Medium,Large}[Dense]-v3`` made with ``continuing_task=True,
@@ -48,25 +64,34 @@ specs) and of the ``EVAL_ENV_MAPS`` of Minari's pointmaze generation script, in 
 noiseless controller, each over 100 seeded episodes of the evaluation env (the same 100 reset seeds for
 both), so ``minari.get_normalized_score`` maps random to 0 and the noiseless expert to 1.
 
+Both flavours share the evaluation env and therefore the reference scores.
+
 Knobs
 -----
 ``maze`` ("UMaze", "Medium", "Large"), ``reward_type`` ("sparse", "dense"), ``steps`` (number of
-transitions), ``seed`` (env reset seed, action noise, waypoint jitter and the evaluation episodes),
-``action_noise`` (std of the Gaussian action noise, 0.5 as in D4RL/Minari; 0 gives the expert controller).
+transitions), ``seed`` (env reset seed, action noise, waypoint jitter, the evaluation episodes and the
+maze2d goal draws), ``action_noise`` (std of the Gaussian action noise, 0.5 as in D4RL/Minari; 0 gives the
+expert controller), ``flavour`` ("pointmaze", "maze2d").
 
 Recipe checks (``RuntimeError`` when violated): consistent shapes and dtypes in every episode; no position
-jump larger than 0.5 between consecutive observations of an episode; the noiseless controller reaches the
-evaluation goal in at least 90 % of the evaluation episodes; the collected stream reaches at least one goal.
+jump larger than 0.5 between consecutive observations of an episode; every reward equals the env's
+``compute_reward`` of the next observation's ``achieved_goal`` and ``desired_goal`` (the env replaces a
+reached goal only after making that observation, so it still holds the goal just rewarded); the noiseless
+controller reaches the evaluation goal in at least 90 % of the evaluation episodes; the collected stream
+reaches at least one goal. maze2d also: each episode's ``desired_goal`` is one goal within the noise box
+around the evaluation goal cell's centre, ``desired_goal`` varies across episodes (non-zero variance), and
+the data comes within the goal radius of its evaluation goal at least once.
 
 Example::
 
     from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset, summarize
-    ds = make_pointmaze_dataset("lit-offrl/pointmaze/umaze-v0", maze="UMaze", steps=1_000_000)
+    ds = make_pointmaze_dataset("lit-offrl/maze2d/umaze-v0", maze="UMaze", steps=1_000_000, flavour="maze2d")
     print(summarize(ds))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import math
@@ -87,10 +112,13 @@ __all__ = [
     "MAZES",
     "REWARD_TYPES",
     "EVAL_GOAL_CELLS",
+    "FLAVOURS",
     "pointmaze_env_id",
     "make_eval_env",
     "QIterationPlanner",
     "WaypointController",
+    "eval_goal_distribution",
+    "relabel_to_eval_goal",
     "make_pointmaze_dataset",
     "summarize",
 ]
@@ -102,6 +130,7 @@ ALGORITHM_NAME = "QIteration+PDController"
 
 MAZES = ("UMaze", "Medium", "Large")
 REWARD_TYPES = ("sparse", "dense")
+FLAVOURS = ("pointmaze", "maze2d")
 # D4RL maze2d-{umaze,medium,large}-v1 goal cells == Minari pointmaze EVAL_ENV_MAPS "g" cells, (row, col).
 EVAL_GOAL_CELLS = {"UMaze": (1, 1), "Medium": (6, 6), "Large": (7, 9)}
 
@@ -147,6 +176,12 @@ def _canonical_reward_type(reward_type: str) -> str:
     raise UserError(
         f"Unknown reward_type {reward_type!r}; valid values: {', '.join(repr(r) for r in REWARD_TYPES)}."
     )
+
+
+def _canonical_flavour(flavour: str) -> str:
+    if isinstance(flavour, str) and flavour.lower() in FLAVOURS:
+        return flavour.lower()
+    raise UserError(f"Unknown flavour {flavour!r}; valid values: {', '.join(repr(f) for f in FLAVOURS)}.")
 
 
 def pointmaze_env_id(maze: str = "UMaze", reward_type: str = "sparse") -> str:
@@ -497,7 +532,9 @@ def _split_into_buffers(stream: dict[str, np.ndarray], max_steps: int, seed: int
     return buffers
 
 
-def _check_buffers(buffers: list, steps: int, max_steps: int) -> dict[str, Any]:
+def _check_buffers(
+    buffers: list, steps: int, max_steps: int, compute_reward: Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+) -> dict[str, Any]:
     """Recipe checks on what will be written; raises RuntimeError on a violation."""
     total = 0
     max_jump = 0.0
@@ -527,6 +564,11 @@ def _check_buffers(buffers: list, steps: int, max_steps: int) -> dict[str, Any]:
             problems.append("actions outside [-1, 1]")
         if not np.array_equal(obs["achieved_goal"], obs["observation"][:, :2]):
             problems.append("achieved_goal != observation[:, :2]")
+        # The env rewards the position after step t against the goal in force during step t, which is the
+        # next observation's desired_goal: a reached goal is replaced only after that observation is made.
+        expected = compute_reward(obs["achieved_goal"][1:], obs["desired_goal"][1:], None)
+        if not problems and not np.allclose(b.rewards, expected, rtol=0.0, atol=1e-9):
+            problems.append("rewards differ from compute_reward(achieved_goal[t + 1], desired_goal[t + 1])")
         if problems:
             raise RuntimeError(f"pointmaze recipe check failed in episode {i}: " + "; ".join(problems))
         jump = float(np.abs(np.diff(obs["observation"][:, :2], axis=0)).max())
@@ -539,6 +581,80 @@ def _check_buffers(buffers: list, steps: int, max_steps: int) -> dict[str, Any]:
     if total != steps:
         raise RuntimeError(f"pointmaze recipe check failed: {total} transitions in the episodes, want {steps}")
     return {"max_position_jump": max_jump}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# maze2d flavour: relabeling to the evaluation goal
+# --------------------------------------------------------------------------------------------------------------
+
+
+def eval_goal_distribution(eval_env: "gym.Env") -> tuple[np.ndarray, float]:
+    """``(centre, half_width)`` of the evaluation env's goal: at every reset the env puts its goal at
+    ``centre + U(-half_width, half_width)`` per axis (the goal cell's centre plus ``position_noise_range``
+    times the maze scaling)."""
+    u = eval_env.unwrapped
+    goals = u.maze.unique_goal_locations
+    assert len(goals) == 1, f"the evaluation maze must have exactly one goal cell, found {len(goals)}"
+    return np.array(goals[0], dtype=np.float64), float(u.position_noise_range * u.maze.maze_size_scaling)
+
+
+def relabel_to_eval_goal(
+    buffers: list,
+    goal_centre: np.ndarray,
+    goal_half_width: float,
+    compute_reward: Callable[[np.ndarray, np.ndarray, Any], np.ndarray],
+    rng: np.random.Generator,
+) -> list:
+    """D4RL maze2d relabeling: the same episodes, rewarded only for the evaluation goal.
+
+    Each episode gets one goal ``g = goal_centre + U(-goal_half_width, goal_half_width)^2`` (one draw per
+    episode from ``rng``, as the evaluation env draws its goal at each reset; see ``eval_goal_distribution``).
+    Every entry of its ``desired_goal`` becomes ``g``; ``rewards[t] = compute_reward(achieved_goal[t + 1], g)``
+    (the env's own reward: the ball's position after the step against the goal) and ``infos["success"]`` is
+    whether the ball is within the goal radius of ``g``. Observations, achieved goals, actions, terminations
+    (all False: continuing task) and truncations are unchanged. Returns new ``EpisodeBuffer``s.
+    """
+    goals = goal_centre + rng.uniform(-goal_half_width, goal_half_width, size=(len(buffers), goal_centre.shape[0]))
+    relabeled = []
+    for buffer, goal in zip(buffers, goals):
+        achieved = buffer.observations["achieved_goal"]
+        desired = np.repeat(goal[None], achieved.shape[0], axis=0)
+        relabeled.append(
+            dataclasses.replace(
+                buffer,
+                observations={**buffer.observations, "desired_goal": desired},
+                rewards=np.asarray(compute_reward(achieved[1:], desired[1:], None), dtype=np.float64),
+                infos={**buffer.infos, "success": np.linalg.norm(achieved - desired, axis=-1) <= GOAL_RADIUS},
+            )
+        )
+    return relabeled
+
+
+def _check_relabeled(buffers: list, goal_centre: np.ndarray, goal_half_width: float) -> dict[str, Any]:
+    """maze2d recipe checks: one goal per episode, in the evaluation goal's noise box, varying across episodes,
+    and reached at least once by the data."""
+    for i, b in enumerate(buffers):
+        desired = b.observations["desired_goal"]
+        if not (desired == desired[0]).all():
+            raise RuntimeError(f"maze2d recipe check failed in episode {i}: desired_goal changes within the episode")
+        if np.abs(desired[0] - goal_centre).max() > goal_half_width:
+            raise RuntimeError(
+                f"maze2d recipe check failed in episode {i}: desired_goal {desired[0]} is not within "
+                f"+-{goal_half_width} of the evaluation goal {goal_centre}"
+            )
+    stored = np.concatenate([b.observations["desired_goal"] for b in buffers])
+    if not (stored.std(axis=0) > 0).all():
+        raise RuntimeError(
+            "maze2d recipe check failed: desired_goal has zero variance (observation normalization would turn the "
+            "evaluation env's noisy goal into huge values)"
+        )
+    visits = int(sum(int(np.count_nonzero(b.infos["success"][1:])) for b in buffers))
+    if visits == 0:
+        raise RuntimeError(
+            f"maze2d recipe check failed: the data never comes within {GOAL_RADIUS} of the evaluation goal; "
+            "build more steps"
+        )
+    return {"eval_goal_visits": visits, "desired_goal_std": stored.std(axis=0).round(4).tolist()}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -564,13 +680,17 @@ def make_pointmaze_dataset(
     seed: int = 0,
     progress: bool = True,
     action_noise: float = 0.5,
+    flavour: str = "pointmaze",
 ) -> "minari.MinariDataset":
     """Build the PointMaze dataset ``dataset_id`` locally (in ``MINARI_DATASETS_PATH``) and return it.
 
     See the module docstring for the recipe. ``maze``: "UMaze", "Medium" or "Large"; ``reward_type``:
-    "sparse" or "dense"; ``steps``: number of transitions (>= 1); ``seed``: makes the build reproducible
-    (env reset, action noise, waypoint jitter, evaluation episodes); ``progress``: tqdm bar and a short report;
-    ``action_noise``: std of the Gaussian noise added to the controller's actions (D4RL/Minari: 0.5).
+    "sparse" or "dense"; ``steps``: number of transitions (>= 1; maze2d: more than one episode, so that the
+    goal varies); ``seed``: makes the build reproducible (env reset, action noise, waypoint jitter, evaluation
+    episodes, maze2d goals); ``progress``: tqdm bar and a short report; ``action_noise``: std of the Gaussian
+    noise added to the controller's actions (D4RL/Minari: 0.5); ``flavour``: "pointmaze" (goal-conditioned
+    labels) or "maze2d" (relabeled to the evaluation goal). The same ``seed`` gives both flavours the same
+    trajectories.
 
     Raises ``ValueError`` (``lit_offrl.errors.UserError``) for bad arguments, ``FileExistsError`` if the
     dataset already exists locally, ``RuntimeError`` if a recipe check fails (nothing is left on disk then).
@@ -582,6 +702,7 @@ def make_pointmaze_dataset(
 
     maze = _canonical_maze(maze)
     reward_type = _canonical_reward_type(reward_type)
+    flavour = _canonical_flavour(flavour)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise UserError(f"steps must be a positive integer, got {steps!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -602,16 +723,26 @@ def make_pointmaze_dataset(
 
     _register_envs()
     env_id = pointmaze_env_id(maze, reward_type)
+    max_steps = int(gym.spec(env_id).max_episode_steps)
+    if flavour == "maze2d" and steps <= max_steps:
+        raise UserError(
+            f"the maze2d flavour needs more than one episode ({max_steps} steps in {maze}) so that desired_goal "
+            f"varies across episodes; got steps={steps}. Use steps > {max_steps}."
+        )
     t0 = time.perf_counter()
-    eval_seq, collect_seq = np.random.SeedSequence(seed).spawn(2)
+    # the relabel stream is spawned last so that both flavours get the same evaluation and collection draws
+    eval_seq, collect_seq, relabel_seq = np.random.SeedSequence(seed).spawn(3)
 
     # --- evaluation env, reference scores and the expert-success check ---------------------------------------
     eval_env = make_eval_env(maze, reward_type)
     try:
         eval_spec = eval_env.spec
         refs = _evaluate_references(eval_env, eval_seq)
+        goal_centre, goal_half_width = eval_goal_distribution(eval_env)
     finally:
         eval_env.close()
+    # the env's reward is a pure function of (achieved_goal, desired_goal) and the reward type
+    compute_reward = eval_env.unwrapped.compute_reward
     if refs["expert_success_rate"] < MIN_EXPERT_SUCCESS_RATE:
         raise RuntimeError(
             f"pointmaze recipe check failed: the noiseless controller reached the evaluation goal in only "
@@ -628,7 +759,6 @@ def make_pointmaze_dataset(
     # --- data collection ---------------------------------------------------------------------------------------
     env = gym.make(env_id, continuing_task=True, reset_target=True)
     try:
-        max_steps = int(env.spec.max_episode_steps)
         stream = _collect_stream(env, steps, seed, action_noise, collect_seq, progress)
         env_spec = env.spec
     finally:
@@ -642,15 +772,31 @@ def make_pointmaze_dataset(
             f"(action_noise={action_noise})"
         )
     buffers = _split_into_buffers(stream, max_steps, seed)
-    checks = _check_buffers(buffers, steps, max_steps)
+    if flavour == "maze2d":
+        buffers = relabel_to_eval_goal(
+            buffers, goal_centre, goal_half_width, compute_reward, np.random.default_rng(relabel_seq)
+        )
+    checks = _check_buffers(buffers, steps, max_steps, compute_reward)
+    if flavour == "maze2d":
+        checks.update(_check_relabeled(buffers, goal_centre, goal_half_width))
 
     # --- write ---------------------------------------------------------------------------------------------------
+    if flavour == "maze2d":
+        labels = (
+            f"D4RL maze2d flavour: every episode is relabeled to the evaluation goal, desired_goal = goal cell "
+            f"{EVAL_GOAL_CELLS[maze]} centre {goal_centre.tolist()} + U(-{goal_half_width}, {goal_half_width}) per "
+            f"axis (one draw per episode, as the evaluation env draws it), rewards recomputed for that goal "
+            f"({checks['eval_goal_visits']} steps within {GOAL_RADIUS} of it). "
+        )
+    else:
+        labels = "Minari D4RL/pointmaze flavour: desired_goal and rewards are those of the goal being driven to. "
     description = (
         f"PointMaze {maze} ({reward_type} reward), {steps} transitions in {len(buffers)} episodes of at most "
         f"{max_steps} steps, cut from one continuing stream (continuing_task=True, reset_target=True: a new "
         f"random goal is drawn whenever the current one is reached). Behaviour: Q-iteration waypoint planner + "
-        f"PD controller (p={P_GAIN}, d={D_GAIN}) to the observation's desired_goal with Gaussian action noise "
+        f"PD controller (p={P_GAIN}, d={D_GAIN}) to the goal being driven to with Gaussian action noise "
         f"std {action_noise}, clipped to [-1, 1]. Recipe of D4RL maze2d / Minari D4RL/pointmaze; seed {seed}. "
+        f"{labels}"
         f"Evaluation env: fixed goal cell {EVAL_GOAL_CELLS[maze]} (D4RL maze2d goal), reset_target=False. "
         f"ref_min_score = mean return of a uniform random policy, ref_max_score = mean return of the noiseless "
         f"controller, over {refs['eval_episodes']} evaluation episodes (noiseless controller success rate "
@@ -681,6 +827,7 @@ def make_pointmaze_dataset(
     report = {
         "dataset_id": dataset_id,
         "env_id": env_id,
+        "flavour": flavour,
         "episodes": len(buffers),
         "steps": steps,
         "goal_reaches": goal_reaches,
@@ -690,10 +837,10 @@ def make_pointmaze_dataset(
         "seconds_collect": round(t_collect, 1),
         "seconds_total": round(time.perf_counter() - t0, 1),
     }
-    log.info("pointmaze dataset built: %s", report)
+    log.info("%s dataset built: %s", flavour, report)
     if progress:
         print(
-            f"[pointmaze] {dataset_id}: {steps} steps, {len(buffers)} episodes, {goal_reaches} goals reached; "
+            f"[{flavour}] {dataset_id}: {steps} steps, {len(buffers)} episodes, {goal_reaches} goals reached; "
             f"ref_min={refs['ref_min_score']:.2f} ref_max={refs['ref_max_score']:.2f}; noiseless controller "
             f"success {refs['expert_success_rate']:.0%} on the eval env; {report['seconds_total']:.0f}s"
         )

@@ -1,0 +1,229 @@
+"""`lit-offrl datasets`: make lit_offrl's recipe datasets and inspect local Minari datasets.
+
+    lit-offrl datasets make lit-offrl/maze2d/umaze-v0 [--steps N] [--seed S]   # build into the Minari root
+    lit-offrl datasets list                                                    # recipe ids and local datasets
+    lit-offrl datasets show lit-offrl/maze2d/umaze-v0                          # a local dataset's metadata
+
+The Minari root is `MINARI_DATASETS_PATH` or Minari's default (`~/.minari/datasets`). Bad input (an unknown
+id, a bad argument, an id that exists already) prints one `lit-offrl datasets: error: ...` line on stderr and
+returns 2; a failed recipe check returns 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from typing import Any, NoReturn
+
+from lit_offrl.errors import DatasetError, UserError
+
+PROG = "lit-offrl datasets"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises `UserError` (one line, no usage dump) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Make lit_offrl's recipe datasets and inspect local Minari datasets.")
+    commands = parser.add_subparsers(dest="command", metavar="{make,list,show}", required=True,
+                                     parser_class=_Parser)
+    make = commands.add_parser("make", help="build a recipe dataset into the local Minari root",
+                               description="Build a recipe dataset into the local Minari root.")
+    make.add_argument("dataset_id", metavar="ID", help="a recipe id (see `lit-offrl datasets list`)")
+    make.add_argument("--steps", type=_count(1), default=None, metavar="N",
+                      help="number of transitions (default: the recipe's, 1,000,000)")
+    make.add_argument("--seed", type=_count(0), default=None, metavar="S", help="build seed (default: the recipe's, 0)")
+    make.set_defaults(handler=_make)
+    listing = commands.add_parser("list", help="recipe ids lit_offrl can build and the local datasets",
+                                  description="List the recipe ids lit_offrl can build and the local datasets.")
+    listing.set_defaults(handler=_list)
+    show = commands.add_parser("show", help="a local dataset's metadata",
+                               description="Print a local dataset's metadata.")
+    show.add_argument("dataset_id", metavar="ID", help="a local Minari dataset id")
+    show.set_defaults(handler=_show)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run `lit-offrl datasets ARGV`; returns the exit status (0 ok, 1 failed recipe check, 2 bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+        return args.handler(args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# make
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _make(args: argparse.Namespace) -> int:
+    from lit_offrl.data import minari_io, recipes
+
+    dataset_id = args.dataset_id
+    if dataset_id not in recipes.RECIPES:
+        raise DatasetError(f"no lit_offrl recipe makes '{dataset_id}'; recipe ids: {', '.join(recipes.RECIPES)} "
+                           f"(`lit-offrl datasets list` describes them).")
+    if minari_io._is_local(dataset_id):
+        raise DatasetError(_exists_message(dataset_id, minari_io.local_root()))
+    options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed)) if value is not None}
+    print(f"lit_offrl: building '{dataset_id}' in {minari_io.local_root()}", flush=True)
+    start = time.perf_counter()
+    try:
+        dataset = recipes.RECIPES[dataset_id](progress=True, **options)
+    except FileExistsError:  # created by someone else since the check above
+        raise DatasetError(_exists_message(dataset_id, minari_io.local_root())) from None
+    except RuntimeError as exc:  # a recipe check failed; nothing was written
+        print(f"{PROG}: error: building '{dataset_id}' failed: {exc}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    summary = recipes.summarize(dataset)
+    normalized = summary["normalized_return"]
+    print(f"{dataset_id}: {summary['episodes']:,} episodes, {summary['steps']:,} steps, "
+          f"mean return {summary['mean_return']:.2f} (std {summary['std_return']:.2f}), normalized return of the "
+          f"data {'n/a' if normalized is None else f'{normalized:.1f}'} (x100; ref_min {summary['ref_min_score']:.2f}, "
+          f"ref_max {summary['ref_max_score']:.2f}), built in {seconds:.1f} s")
+    return 0
+
+
+def _exists_message(dataset_id: str, root: Any) -> str:
+    return (f"dataset '{dataset_id}' already exists in {root}; delete it first with `minari delete {dataset_id}` "
+            f"(same MINARI_DATASETS_PATH) and run make again.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# list
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _local_datasets() -> dict[str, dict]:
+    """Local dataset id -> metadata (a half-written folder is listed without metadata)."""
+    import warnings
+
+    import minari
+
+    from lit_offrl.data import minari_io
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Minari warns about misconfigured folders; they are listed below anyway
+        try:
+            local = dict(minari.list_local_datasets())
+        except Exception:
+            local = {}
+    for dataset_id in minari_io.local_dataset_ids():
+        local.setdefault(dataset_id, {})
+    return dict(sorted(local.items()))
+
+
+def _list(args: argparse.Namespace) -> int:
+    from lit_offrl.data import minari_io, recipes
+
+    local = _local_datasets()
+    width = max(len(i) for i in [*recipes.RECIPES, *local])
+    print("Datasets lit_offrl can build (`lit-offrl datasets make ID`; * = already in the local root):")
+    for dataset_id, description in recipes.DESCRIPTIONS.items():
+        print(f"{'*' if dataset_id in local else ' '} {dataset_id:<{width}}  {description}")
+    print(f"\nLocal datasets in {minari_io.local_root()}:")
+    if not local:
+        print("  none")
+    for dataset_id, metadata in local.items():
+        if "total_steps" in metadata:
+            detail = f"{int(metadata['total_episodes']):,} episodes, {int(metadata['total_steps']):,} steps"
+        else:
+            detail = "unreadable metadata (half-written? delete it with `minari delete ID`)"
+        print(f"  {dataset_id:<{width}}  {detail}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# show
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _env_summary(spec_json: Any) -> str | None:
+    """`ID (key=value, ...)` of a serialized env spec, leaving out long kwargs such as maze maps."""
+    if not spec_json:
+        return None
+    try:
+        spec = json.loads(spec_json) if isinstance(spec_json, str) else dict(spec_json)
+    except (TypeError, ValueError):
+        return str(spec_json)
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in (spec.get("kwargs") or {}).items() if len(repr(v)) <= 40)
+    limit = spec.get("max_episode_steps")
+    extra = ", ".join(part for part in (kwargs, f"max_episode_steps={limit}" if limit else "") if part)
+    return f"{spec.get('id')}" + (f" ({extra})" if extra else "")
+
+
+def _show(args: argparse.Namespace) -> int:
+    import minari
+    from minari.storage.local import parse_dataset_id
+
+    from lit_offrl.data import minari_io, recipes
+
+    dataset_id = args.dataset_id
+    try:
+        parse_dataset_id(dataset_id)
+    except (ValueError, TypeError):
+        raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
+                           f"(e.g. 'lit-offrl/maze2d/umaze-v0').") from None
+    if not minari_io._is_local(dataset_id):
+        hint = (f"build it with `lit-offrl datasets make {dataset_id}`" if dataset_id in recipes.RECIPES
+                else f"download it with `minari download {dataset_id}`")
+        local = minari_io.local_dataset_ids()
+        raise DatasetError(f"'{dataset_id}' is not in the local root {minari_io.local_root()} "
+                           f"(local datasets: {', '.join(local) if local else 'none'}); {hint}.")
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except Exception as exc:
+        raise DatasetError(f"'{dataset_id}' cannot be read ({type(exc).__name__}: {exc}); delete it with "
+                           f"`minari delete {dataset_id}` and build or download it again.") from None
+    metadata = dataset.storage.metadata
+    rows = [
+        ("id", dataset_id),
+        ("path", str(minari_io.local_root() / dataset_id)),
+        ("episodes", f"{dataset.total_episodes:,}"),
+        ("steps", f"{dataset.total_steps:,}"),
+        ("observation space", str(dataset.observation_space)),
+        ("action space", str(dataset.action_space)),
+        ("env", _env_summary(metadata.get("env_spec"))),
+        ("eval env", _env_summary(metadata.get("eval_env_spec"))),
+        ("ref_min_score", metadata.get("ref_min_score")),
+        ("ref_max_score", metadata.get("ref_max_score")),
+        ("algorithm_name", metadata.get("algorithm_name")),
+        ("author", ", ".join(sorted(map(str, metadata["author"]))) if metadata.get("author") else None),
+        ("code_permalink", metadata.get("code_permalink")),
+        ("minari_version", metadata.get("minari_version")),
+    ]
+    for name, value in rows:
+        print(f"{name + ':':<19}{'n/a' if value is None else value}")
+    description = metadata.get("description")
+    print("description:")
+    print(textwrap.fill(str(description), width=110, initial_indent="  ", subsequent_indent="  ")
+          if description else "  n/a")
+    return 0
