@@ -1,6 +1,8 @@
-"""Normalized scores of BC, TD3+BC and IQL on PointMaze UMaze, several seeds, against a random policy.
+"""Normalized scores of BC, TD3+BC and IQL on a PointMaze dataset, several seeds, against a random policy.
 
     python benchmarks/pointmaze_scores.py --steps 20000 --seeds 0 1 2
+    python benchmarks/pointmaze_scores.py --steps 20000 --dataset-id lit-offrl/maze2d/umaze-v0 \
+        --out benchmarks/results/maze2d_umaze.json
 
 Each run is a real `cli.py fit` with the algorithm's config (configs/<algo>/pointmaze.yaml), evaluated at the
 end on `--eval-episodes` episodes of the dataset's evaluation env; the random policy is rolled out on the same
@@ -56,7 +58,7 @@ def main() -> None:
     for algo in args.algos:
         results[algo] = {"scores": [], "seconds": []}
         for seed in args.seeds:
-            name = f"{algo}_seed{seed}_{args.steps}"
+            name = f"{args.dataset_id.replace('/', '_')}_{algo}_seed{seed}_{args.steps}"
             start = time.time()
             cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(REPO / CONFIGS[algo]),
                    "--data.dataset_id", args.dataset_id, "--data.seed", str(seed), "--data.eval_episodes",
