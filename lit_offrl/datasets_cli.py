@@ -90,7 +90,7 @@ def _make(args: argparse.Namespace) -> int:
     if dataset_id not in recipes.RECIPES:
         raise DatasetError(f"no lit_offrl recipe makes '{dataset_id}'; recipe ids: {', '.join(recipes.RECIPES)} "
                            f"(`lit-offrl datasets list` describes them).")
-    if minari_io._is_local(dataset_id):
+    if minari_io.is_local(dataset_id):
         raise DatasetError(_exists_message(dataset_id, minari_io.local_root()))
     options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed)) if value is not None}
     print(f"lit_offrl: building '{dataset_id}' in {minari_io.local_root()}", flush=True)
@@ -192,7 +192,7 @@ def _show(args: argparse.Namespace) -> int:
     except (ValueError, TypeError):
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/maze2d/umaze-v0').") from None
-    if not minari_io._is_local(dataset_id):
+    if not minari_io.is_local(dataset_id):
         hint = (f"build it with `lit-offrl datasets make {dataset_id}`" if dataset_id in recipes.RECIPES
                 else f"download it with `minari download {dataset_id}`")
         local = minari_io.local_dataset_ids()

@@ -68,7 +68,8 @@ def local_dataset_ids() -> list[str]:
         return sorted(str(p.parent.parent.relative_to(root)) for p in root.rglob("data/metadata.json"))
 
 
-def _is_local(dataset_id: str) -> bool:
+def is_local(dataset_id: str) -> bool:
+    """Whether `dataset_id` is in the local Minari root."""
     return (local_root() / dataset_id / "data" / "metadata.json").exists() or dataset_id in local_dataset_ids()
 
 
@@ -86,7 +87,7 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
     except (ValueError, TypeError):  # Minari raises TypeError for an id without -vN
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/pointmaze/umaze-v0'); the version suffix is required.") from None
-    if _is_local(dataset_id):
+    if is_local(dataset_id):
         return minari.load_dataset(dataset_id)
 
     from lit_offrl.data import recipes
