@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -169,6 +170,11 @@ class OfflineDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.sampler_state.consumed = int(state_dict["consumed_batches"])
+        changed = [f"{key} {state_dict[key]} -> {getattr(self, key)}" for key in ("seed", "batch_size")
+                   if key in state_dict and state_dict[key] != getattr(self, key)]
+        if changed:
+            rank_zero_warn(f"resuming with a different {', '.join(changed)}: training continues, but not as the "
+                           f"interrupted run would have.")
 
     # --------------------------------------------------------------------------------------- evaluation
     def episode_seeds(self) -> list[int]:
