@@ -1,0 +1,29 @@
+"""The shipped YAML configs: each one trains through the CLI, and the trainer presets compose with them."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import FAST, REPO, run_cli
+
+
+@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/bc/pointmaze.yaml",
+                                    "configs/td3bc/pointmaze.yaml", "configs/iql/pointmaze.yaml"])
+def test_shipped_config_trains(config, maze_root, tmp_path):
+    result = run_cli(["fit", "--config", str(REPO / config), *FAST, "--trainer.max_steps", "4",
+                      "--data.eval_episodes", "1"], maze_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = yaml.safe_load(next(tmp_path.glob("lightning_logs/*/config.yaml")).read_text())
+    assert saved["model"]["class_path"].rsplit(".", 1)[-1] == yaml.safe_load((REPO / config).read_text())["model"]["class_path"]
+
+
+@pytest.mark.parametrize("preset, key, value", [("cpu", "accelerator", "cpu"), ("ddp", "strategy", "ddp"),
+                                                ("bf16", "precision", "bf16-mixed"), ("gpu", "accelerator", "gpu")])
+def test_trainer_presets_compose_with_an_algorithm_config(preset, key, value, maze_root, tmp_path):
+    result = run_cli(["fit", "--config", str(REPO / "configs/td3bc/pointmaze.yaml"), "--config",
+                      str(REPO / f"configs/trainer/{preset}.yaml"), "--print_config"], maze_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["trainer"][key] == value
+    assert printed["model"]["init_args"]["alpha"] == 2.5 and printed["trainer"]["max_steps"] == 1_000_000
