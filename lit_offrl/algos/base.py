@@ -147,13 +147,11 @@ class OfflineRLModule(L.LightningModule):
         """Seed the default generator of this module's device from (seed, rank, update). Only that generator:
         `torch.manual_seed` would also queue lazy CUDA seeding with a stack trace, ~1 ms per call on a CPU."""
         seed = batch_seed(self.seed, self.global_rank, self._updates + (1 << 40))
-        if self.device.type == "cpu":
-            torch.default_generator.manual_seed(seed)
-        elif self.device.type == "cuda":
-            torch.default_generator.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else torch.cuda.current_device()
             torch.cuda.default_generators[index].manual_seed(seed)
-        else:
+        elif self.device.type != "cpu":
             torch.manual_seed(seed)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:

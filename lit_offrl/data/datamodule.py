@@ -57,10 +57,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.dataset_id, self.batch_size, self.seed = dataset_id, batch_size, seed
         self.dataset = minari_io.resolve(dataset_id)
-        action_space = self.dataset.action_space
-        if not isinstance(action_space, gym.spaces.Box):
-            raise DatasetError(f"dataset '{dataset_id}' has a {type(action_space).__name__} action space "
-                               f"({action_space}); lit_offrl's algorithms need continuous (Box) actions.")
+        action_space = minari_io.box_action_space(self.dataset)  # fail before any data is loaded
         self.obs_dim = int(gym.spaces.flatdim(self.dataset.observation_space))
         self.action_dim = int(np.prod(action_space.shape))
         low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)

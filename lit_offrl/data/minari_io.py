@@ -127,13 +127,20 @@ def flatten_batch(space: spaces.Space, x: Any) -> np.ndarray:
                        f"Discrete observations.")
 
 
+def box_action_space(dataset) -> spaces.Box:
+    """The dataset's action space, or a `DatasetError` if it is not continuous (Box)."""
+    action_space = dataset.action_space
+    if not isinstance(action_space, spaces.Box):
+        raise DatasetError(f"dataset '{dataset.spec.dataset_id}' has a {type(action_space).__name__} action space "
+                           f"({action_space}); lit_offrl's algorithms need continuous (Box) actions. Use a dataset "
+                           f"with Box actions.")
+    return action_space
+
+
 def load(dataset) -> OfflineData:
     """Flatten a `MinariDataset` into `OfflineData`, rejecting data that cannot be trained on."""
     dataset_id = dataset.spec.dataset_id
-    action_space = dataset.action_space
-    if not isinstance(action_space, spaces.Box):
-        raise DatasetError(f"dataset '{dataset_id}' has a {type(action_space).__name__} action space ({action_space}); "
-                           f"lit_offrl's algorithms need continuous (Box) actions. Use a dataset with Box actions.")
+    action_space = box_action_space(dataset)
     if dataset.total_steps == 0 or dataset.total_episodes == 0:
         raise DatasetError(f"dataset '{dataset_id}' is empty ({dataset.total_episodes} episodes, "
                            f"{dataset.total_steps} steps): rebuild it or pick another id.")
