@@ -1,8 +1,22 @@
-"""The algorithms, one file each; all subclass `OfflineRLModule`."""
+"""The algorithms, one file each; all subclass `OfflineRLModule`.
+
+Every module of this package is imported here, so each algorithm is registered with LightningCLI by its
+class name (`--model CQL`) and importable as `lit_offrl.algos.CQL`.
+"""
+
+import importlib
+import pkgutil
 
 from lit_offrl.algos.base import OfflineRLModule
-from lit_offrl.algos.bc import BC
-from lit_offrl.algos.iql import IQL
-from lit_offrl.algos.td3bc import TD3BC
 
-__all__ = ["OfflineRLModule", "BC", "IQL", "TD3BC"]
+__all__ = ["OfflineRLModule"]
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+    if _info.name.startswith("_") or _info.name == "base":
+        continue
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    for _name, _value in vars(_module).items():
+        if (isinstance(_value, type) and issubclass(_value, OfflineRLModule) and _value.__module__ == _module.__name__
+                and not _name.startswith("_")):
+            globals()[_name] = _value
+            __all__.append(_name)

@@ -12,13 +12,18 @@ from torch.utils.data import IterableDataset
 
 
 class Batch(NamedTuple):
-    """A minibatch of transitions. Actions are normalized to [-1, 1]; observations as the data module stores them."""
+    """A minibatch of transitions. Actions are normalized to [-1, 1]; observations as the data module stores them.
+
+    `next_action` is the dataset's action at s' (ReBRAC's critic penalty needs it); at an episode's last step,
+    where the data has no next action, it repeats `action`.
+    """
 
     obs: Tensor
     action: Tensor
     reward: Tensor
     next_obs: Tensor
     terminal: Tensor
+    next_action: Tensor | None = None
 
 
 @dataclass
@@ -32,6 +37,14 @@ class Transitions:
     terminal: Tensor
     episode_starts: Tensor
     episode_ends: Tensor
+    next_action: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.next_action is None:
+            last_steps = self.episode_ends - 1
+            following = torch.arange(1, len(self) + 1, device=self.action.device).clamp_max(max(len(self) - 1, 0))
+            following[last_steps] = last_steps
+            self.next_action = self.action[following]
 
     def __len__(self) -> int:
         return self.reward.shape[0]
@@ -42,7 +55,7 @@ class Transitions:
     def batch(self, index: Tensor) -> Batch:
         index = index.to(self.reward.device, non_blocking=True)
         return Batch(self.obs[index], self.action[index], self.reward[index], self.next_obs[index],
-                     self.terminal[index])
+                     self.terminal[index], self.next_action[index])
 
 
 def batch_seed(seed: int, rank: int, index: int) -> int:
