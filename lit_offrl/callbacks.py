@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from torchmetrics import Metric
 
 
 class UpdateCheckpoint(ModelCheckpoint):
@@ -60,3 +61,22 @@ class UpdatesProgressBar(TQDMProgressBar):
     def total_train_batches(self) -> int | float:
         max_updates = getattr(self.trainer.lightning_module, "max_updates", -1)
         return max_updates if max_updates > 0 else super().total_train_batches
+
+
+class CompileNetworks(Callback):
+    """`torch.compile` every network of the module before training (`--trainer.callbacks+=CompileNetworks`).
+
+    Each child module with parameters (actor, critics, their targets, VAEs) is compiled in place with
+    `nn.Module.compile`, so parameter names, checkpoints, resume and DDP (which wraps the LightningModule
+    outside the compiled networks) are unchanged; the losses and optimizer steps stay eager. `mode` is passed
+    to `torch.compile`: "reduce-overhead" adds CUDA graphs on a GPU. Off by default: on CPU, compiling these
+    small MLPs made a critic update about 6% slower in our measurement (benchmarks/, BENCHMARKS.md).
+    """
+
+    def __init__(self, mode: str = "default", dynamic: bool = False):
+        self.mode, self.dynamic = mode, dynamic
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        for child in pl_module.children():
+            if any(True for _ in child.parameters()) and not isinstance(child, Metric):
+                child.compile(mode=self.mode, dynamic=self.dynamic)

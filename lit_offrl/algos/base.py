@@ -88,6 +88,16 @@ class OfflineRLModule(L.LightningModule):
         if self._clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self._clip, gradient_clip_algorithm="norm")
 
+    def adam(self, params, lr: float, **kwargs) -> torch.optim.Adam:
+        """Adam for `params`, with the fused kernel (one kernel for all parameters) where this torch has one for
+        the module's device: on 2 CPU cores it makes a critic update 15-20% faster than the default foreach Adam."""
+        try:
+            from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+            fused = self.device.type in _get_fused_kernels_supported_devices()
+        except ImportError:  # torch < 2.4: no fused CPU kernel
+            fused = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
+
     @staticmethod
     @torch.no_grad()
     def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

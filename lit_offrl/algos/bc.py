@@ -37,7 +37,7 @@ class BC(OfflineRLModule):
             raise ValueError(f"model.policy must be 'deterministic' or 'gaussian', got {policy!r}")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.actor.parameters(), lr=self.lr)
+        return self.adam(self.actor.parameters(), self.lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         if self.policy == "deterministic":

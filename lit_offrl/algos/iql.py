@@ -56,9 +56,9 @@ class IQL(OfflineRLModule):
         self.value = ValueNetwork(obs_dim, hidden_dims)
 
     def configure_optimizers(self):
-        actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr)
-        critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr)
-        value_opt = torch.optim.Adam(self.value.parameters(), lr=self.value_lr)
+        actor_opt = self.adam(self.actor.parameters(), self.actor_lr)
+        critic_opt = self.adam(self.critic.parameters(), self.critic_lr)
+        value_opt = self.adam(self.value.parameters(), self.value_lr)
         optimizers = [actor_opt, critic_opt, value_opt]
         if self.actor_cosine_decay and self.max_updates > 0:
             return optimizers, [torch.optim.lr_scheduler.LambdaLR(actor_opt, self.cosine_factor)]

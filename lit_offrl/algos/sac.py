@@ -52,9 +52,9 @@ class SAC(OfflineRLModule):
         return EnsembleCritic(self.obs_dim, self.action_dim, self.num_critics, self.hidden_dims)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr),
-                torch.optim.Adam([self.log_alpha], lr=self.alpha_lr))
+        return (self.adam(self.actor.parameters(), self.actor_lr),
+                self.adam(self.critic.parameters(), self.critic_lr),
+                self.adam([self.log_alpha], self.alpha_lr))
 
     @property
     def alpha(self) -> Tensor:
@@ -82,7 +82,7 @@ class SAC(OfflineRLModule):
         return loss, log_prob.detach(), {"entropy": -log_prob.detach().mean()}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
-        actor_opt, critic_opt, alpha_opt = self.optimizers()
+        actor_opt, critic_opt, alpha_opt, *_ = self.optimizers()  # a subclass may add optimizers (CQL's alpha')
         actor_loss, log_prob, metrics = self.actor_loss(batch)
         self.optimize(actor_loss, actor_opt)
         if self.auto_alpha:

@@ -145,26 +145,37 @@ def load(dataset) -> OfflineData:
         raise DatasetError(f"dataset '{dataset_id}' is empty ({dataset.total_episodes} episodes, "
                            f"{dataset.total_steps} steps): rebuild it or pick another id.")
     obs_space = dataset.observation_space
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "action", "reward", "term", "trunc")}
+    # Preallocated and filled episode by episode: peak memory is the final arrays plus one episode, not twice
+    # the arrays (a list of per-episode pieces followed by np.concatenate).
+    total, obs_dim = int(dataset.total_steps), int(spaces.flatdim(obs_space))
+    action_dim = int(np.prod(action_space.shape))
+    obs, next_obs = np.empty((total, obs_dim), np.float32), np.empty((total, obs_dim), np.float32)
+    actions, rewards = np.empty((total, action_dim), np.float32), np.empty(total, np.float32)
+    terms, truncs = np.empty(total, np.float32), np.empty(total, np.float32)
+    lengths, filled = [], 0
     for episode in dataset.iterate_episodes():
-        flat = flatten_batch(obs_space, episode.observations)
         steps = len(episode.rewards)
         if steps == 0:
             continue
-        parts["obs"].append(flat[:steps])
-        parts["next_obs"].append(flat[1:steps + 1])
-        parts["action"].append(np.asarray(episode.actions, dtype=np.float32).reshape(steps, -1))
-        parts["reward"].append(np.asarray(episode.rewards, dtype=np.float32).reshape(steps))
-        parts["term"].append(np.asarray(episode.terminations, dtype=np.float32).reshape(steps))
-        parts["trunc"].append(np.asarray(episode.truncations, dtype=np.float32).reshape(steps))
-    if not parts["reward"]:
+        if filled + steps > total:
+            raise DatasetError(f"dataset '{dataset_id}' holds more steps than its metadata says ({total}): "
+                               f"rebuild it.")
+        flat = flatten_batch(obs_space, episode.observations)
+        window = slice(filled, filled + steps)
+        obs[window], next_obs[window] = flat[:steps], flat[1:steps + 1]
+        actions[window] = np.asarray(episode.actions, dtype=np.float32).reshape(steps, -1)
+        rewards[window] = np.asarray(episode.rewards, dtype=np.float32).reshape(steps)
+        terms[window] = np.asarray(episode.terminations, dtype=np.float32).reshape(steps)
+        truncs[window] = np.asarray(episode.truncations, dtype=np.float32).reshape(steps)
+        lengths.append(steps)
+        filled += steps
+    if not lengths:
         raise DatasetError(f"dataset '{dataset_id}' has no transitions: every episode is empty.")
-    lengths = np.array([len(r) for r in parts["reward"]], dtype=np.int64)
+    lengths = np.array(lengths, dtype=np.int64)
     ends = np.cumsum(lengths)
     data = OfflineData(
-        observations=np.concatenate(parts["obs"]), next_observations=np.concatenate(parts["next_obs"]),
-        actions=np.concatenate(parts["action"]), rewards=np.concatenate(parts["reward"]),
-        terminals=np.concatenate(parts["term"]), timeouts=np.concatenate(parts["trunc"]),
+        observations=obs[:filled], next_observations=next_obs[:filled], actions=actions[:filled],
+        rewards=rewards[:filled], terminals=terms[:filled], timeouts=truncs[:filled],
         episode_starts=ends - lengths, episode_ends=ends, observation_space=obs_space, action_space=action_space,
         dataset_id=dataset_id, eval_env_spec=eval_env_spec(dataset),
         ref_min_score=reference_score(dataset, "ref_min_score"), ref_max_score=reference_score(dataset, "ref_max_score"))
