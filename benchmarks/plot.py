@@ -1,0 +1,121 @@
+"""PNG figures for BENCHMARKS.md, drawn from the TensorBoard logs of benchmarks/runs and the throughput JSON.
+
+    pip install -e ".[bench]"        # matplotlib
+    python benchmarks/plot.py                      # every dataset found under benchmarks/runs
+    python benchmarks/plot.py --steps 20000 --datasets lit-offrl/maze2d/umaze-v0
+
+* `benchmarks/figures/scores_<dataset>.png`: normalized score against gradient updates, one line per algorithm
+  (mean over seeds) with a band from the lowest to the highest seed; runs are the folders
+  `<dataset>_<algo>_seed<k>_<steps>/run` that benchmarks/scores.py writes.
+* `benchmarks/figures/throughput.png`: updates/s of lit_offrl, the plain PyTorch loop and d3rlpy per algorithm
+  (benchmarks/results/throughput.json, written by benchmarks/throughput.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "benchmarks" / "runs"
+FIGURES = REPO / "benchmarks" / "figures"
+RUN_NAME = re.compile(r"^(?P<dataset>.+)_(?P<algo>[A-Za-z0-9]+)_seed(?P<seed>\d+)_(?P<steps>\d+)$")
+
+
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(run_dir)).Reload()
+    if "val/normalized_score" not in scalars.Tags()["scalars"]:
+        return np.zeros(0), np.zeros(0)
+    events = scalars.Scalars("val/normalized_score")
+    return np.array([e.step + 1 for e in events]), np.array([e.value for e in events])
+
+
+def collect(steps: int | None) -> dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+    """{dataset: {algo: [(updates, scores) per seed]}} for the runs under benchmarks/runs."""
+    found: dict = defaultdict(lambda: defaultdict(list))
+    for run_dir in sorted(RUNS.glob("*/run")):
+        match = RUN_NAME.match(run_dir.parent.name)
+        if not match or (steps and int(match["steps"]) != steps):
+            continue
+        updates, scores = read_curve(run_dir)
+        if len(updates) and updates[-1] >= int(match["steps"]):
+            found[match["dataset"]][match["algo"]].append((updates, scores))
+    return found
+
+
+def plot_scores(dataset: str, by_algo: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for algo, runs in sorted(by_algo.items()):
+        length = min(len(u) for u, _ in runs)
+        updates = runs[0][0][:length]
+        scores = np.stack([s[:length] for _, s in runs])
+        line, = ax.plot(updates, scores.mean(0), marker="o", markersize=3, label=f"{algo} ({len(runs)} seeds)")
+        ax.fill_between(updates, scores.min(0), scores.max(0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("gradient updates")
+    ax.set_ylabel("normalized score (x100)")
+    ax.set_title(dataset.replace("_", "/", 1).replace("_", "/", 1))
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_throughput(path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(path.read_text())
+    algos = list(data["rates"])
+    impls = [("lit", "lit_offrl"), ("plain", "plain PyTorch"), ("d3rlpy", "d3rlpy")]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.8 / len(impls)
+    for k, (key, label) in enumerate(impls):
+        rates = [(data["rates"][a].get(key) or {}).get("updates_per_sec", 0.0) for a in algos]
+        bars = ax.bar(np.arange(len(algos)) + (k - 1) * width, rates, width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(np.arange(len(algos)), algos)
+    ax.set_ylabel("gradient updates / s")
+    ax.set_title(f"batch {data['batch_size']}, {data['device']}, {data['cpus']} CPU cores, {data['date']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=None, help="only runs of this length")
+    parser.add_argument("--datasets", nargs="*", default=None, help="dataset ids (default: all found)")
+    parser.add_argument("--throughput", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    args = parser.parse_args()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    wanted = {d.replace("/", "_") for d in args.datasets} if args.datasets else None
+    for dataset, by_algo in collect(args.steps).items():
+        if wanted and dataset not in wanted:
+            continue
+        out = FIGURES / f"scores_{dataset}{'_' + str(args.steps) if args.steps else ''}.png"
+        plot_scores(dataset, by_algo, out)
+        print(f"wrote {out.relative_to(REPO)}")
+    if args.throughput.exists():
+        plot_throughput(args.throughput, FIGURES / "throughput.png")
+        print(f"wrote {(FIGURES / 'throughput.png').relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

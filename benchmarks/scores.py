@@ -1,0 +1,118 @@
+"""Normalized scores of any set of algorithms on any set of datasets, several seeds, with learning curves.
+
+    python benchmarks/scores.py --algos BC TD3 SAC TD3BC IQL --datasets lit-offrl/maze2d/umaze-v0 \
+        --seeds 0 1 2 --steps 20000 --eval-every 5000 --jobs 2 --out benchmarks/results/algos1_maze2d_umaze.json
+
+Each run is a real `cli.py fit --config configs/<algo>/<family>.yaml` (family: `pointmaze` for the maze
+datasets, `locomotion` otherwise), evaluated every `--eval-every` updates on `--eval-episodes` episodes of the
+dataset's evaluation env; the TensorBoard logs go to benchmarks/runs/<dataset>_<algo>_seed<k>_<steps>/run (read by
+benchmarks/plot.py). `--jobs` runs that many fits at once, splitting the CPU threads between them. A run whose
+log already holds the final evaluation is not repeated. Prints a markdown table (final score, mean ± std over
+seeds) and writes every curve as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "benchmarks" / "runs"
+CONFIG_DIRS = {"TD3BC": "td3bc", "LatentEM": "latent_em", "ReBRAC": "rebrac"}
+
+
+def config_for(algo: str, dataset_id: str) -> Path:
+    family = "pointmaze" if ("maze2d" in dataset_id or "pointmaze" in dataset_id) else "locomotion"
+    path = REPO / "configs" / CONFIG_DIRS.get(algo, algo.lower()) / f"{family}.yaml"
+    if not path.exists():
+        sys.exit(f"no config {path.relative_to(REPO)} for {algo} on {dataset_id}")
+    return path
+
+
+def run_name(dataset_id: str, algo: str, seed: int, steps: int) -> str:
+    return f"{dataset_id.replace('/', '_')}_{algo}_seed{seed}_{steps}"
+
+
+def curve(run_dir: Path, tag: str = "val/normalized_score") -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not run_dir.exists():
+        return []
+    scalars = EventAccumulator(str(run_dir)).Reload()
+    if tag not in scalars.Tags()["scalars"]:
+        return []
+    return [(int(e.step) + 1, float(e.value)) for e in scalars.Scalars(tag)]
+
+
+def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
+    name = run_name(dataset_id, algo, seed, args.steps)
+    points = curve(RUNS / name / "run")
+    if points and points[-1][0] >= args.steps:
+        return {"curve": points, "seconds": None, "cached": True}
+    if (RUNS / name).exists():
+        import shutil
+
+        shutil.rmtree(RUNS / name)
+    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(config_for(algo, dataset_id)),
+           "--data.dataset_id", dataset_id, "--data.seed", str(seed), "--data.eval_episodes", str(args.eval_episodes),
+           "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(args.eval_every),
+           "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.steps),
+           "--trainer.logger.init_args.save_dir", str(RUNS), "--trainer.logger.init_args.name", name,
+           "--trainer.logger.init_args.version", "run", *args.extra]
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    seconds = time.time() - start
+    if proc.returncode != 0:
+        print(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
+        return {"curve": curve(RUNS / name / "run"), "seconds": seconds, "failed": True}
+    points = curve(RUNS / name / "run")
+    print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
+    return {"curve": points, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", required=True)
+    parser.add_argument("--datasets", nargs="+", default=["lit-offrl/maze2d/umaze-v0"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("extra", nargs="*", help="extra CLI arguments after --, passed to every fit")
+    args = parser.parse_args()
+
+    jobs = [(algo, dataset_id, seed) for dataset_id in args.datasets for algo in args.algos for seed in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        finished = list(pool.map(lambda job: fit(*job, args), jobs))
+    results: dict = {}
+    for (algo, dataset_id, seed), run in zip(jobs, finished):
+        results.setdefault(dataset_id, {}).setdefault(algo, {})[str(seed)] = run
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"steps": args.steps, "eval_every": args.eval_every, "seeds": args.seeds,
+                                    "eval_episodes": args.eval_episodes, "extra": args.extra, "results": results},
+                                   indent=2))
+    for dataset_id, by_algo in results.items():
+        print(f"\n{dataset_id}, {args.steps} updates, {len(args.seeds)} seeds, {args.eval_episodes} episodes\n")
+        print("| algorithm | normalized score (mean ± std) | per seed |\n|---|---|---|")
+        for algo, by_seed in by_algo.items():
+            finals = np.array([r["curve"][-1][1] for r in by_seed.values() if r["curve"] and not r.get("failed")])
+            if len(finals) == 0:
+                print(f"| {algo} | failed | |")
+                continue
+            print(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {', '.join(f'{x:.1f}' for x in finals)} |")
+
+
+if __name__ == "__main__":
+    main()
