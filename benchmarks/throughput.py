@@ -265,12 +265,17 @@ def worker(args) -> dict:
                 self.rate = (module._updates - self.start[1]) / (time.perf_counter() - self.start[0])
 
         timer = Timer()
+        callbacks = [timer]
+        if impl == "compiled":
+            from lit_offrl.callbacks import CompileNetworks
+
+            callbacks.append(CompileNetworks(mode=args.compile_mode))
         model = getattr(algos, algo)(dm.obs_dim, dm.action_dim, **LIT_KWARGS.get(algo, {}))
         trainer = L.Trainer(max_steps=args.updates, max_epochs=-1, accelerator="gpu" if args.device.startswith("cuda")
                             else "cpu", devices=args.ddp or 1, strategy="ddp" if args.ddp else "auto",
                             precision=args.precision, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                            callbacks=[timer], log_every_n_steps=100)
+                            callbacks=callbacks, log_every_n_steps=100)
         trainer.fit(model, dm)
         if trainer.global_rank != 0:
             sys.exit(0)
@@ -345,6 +350,8 @@ def main() -> None:
     parser.add_argument("--no-d3rlpy", action="store_true")
     parser.add_argument("--ddp", type=int, default=0, help="also run lit_offrl TD3BC with DDP over this many processes")
     parser.add_argument("--load-only", action="store_true")
+    parser.add_argument("--compiled", action="store_true", help="also lit_offrl with the CompileNetworks callback")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode for --compiled")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
@@ -358,7 +365,7 @@ def main() -> None:
 
     import torch
 
-    common = ["--updates", str(args.updates), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
+    common = ["--compile-mode", args.compile_mode, "--updates", str(args.updates), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
               "--device", args.device, "--precision", args.precision, "--dataset-id", args.dataset_id]
     me = [sys.executable, str(Path(__file__).resolve())]
     load = run_child([*me, "--load-worker", "--dataset-id", args.dataset_id])
@@ -373,7 +380,7 @@ def main() -> None:
         arrays = d3rlpy_arrays(args) if d3_python else None
         for algo in args.algos:
             row = {}
-            for impl in ("lit", "plain"):
+            for impl in ("lit", "plain", *(["compiled"] if args.compiled else [])):
                 row[impl] = run_child([*me, "--worker", f"{impl}:{algo}", *common])
                 print(f"{impl:>6} {algo}: {row[impl]}", flush=True)
             if d3_python:
@@ -408,6 +415,9 @@ def main() -> None:
             fmt = lambda k: f"{rate[k]:.0f}" if rate.get(k) else "-"
             print(f"| {algo} | {fmt('lit')} | {fmt('plain')} | {fmt('d3rlpy')} | {ratio('lit', 'plain')} | "
                   f"{ratio('lit', 'd3rlpy')} | {mem} |")
+            if rate.get("compiled"):
+                print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {rate['compiled']:.0f} | | | "
+                      f"{ratio('compiled', 'plain')} | | |")
 
 
 if __name__ == "__main__":
