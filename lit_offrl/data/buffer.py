@@ -1,4 +1,5 @@
-"""Transitions as tensors, and the seeded infinite stream of uniformly sampled minibatches."""
+"""Transitions as tensors, and the seeded infinite streams of uniformly sampled minibatches: single transitions
+(`RandomBatchStream`) and H-step chunks of consecutive transitions inside one episode (`RandomSequenceStream`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,47 @@ class Batch(NamedTuple):
     next_obs: Tensor
     terminal: Tensor
     next_action: Tensor | None = None
+
+
+class SequenceBatch(NamedTuple):
+    """A minibatch of B chunks of H consecutive transitions of one episode each (time is axis 1).
+
+    obs (B, H, obs_dim) holds s_t .. s_{t+H-1}, action (B, H, action_dim), reward (B, H), next_obs (B, H, obs_dim)
+    s_{t+1} .. s_{t+H}, terminal (B, H). A chunk never crosses an episode end, so every step is valid and only
+    the last step can be terminal: `done` says whether the chunk ended in a termination (no bootstrapping
+    from `last_next_obs`, the state after the chunk); a truncated episode end is not `done`.
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    terminal: Tensor
+
+    @property
+    def first_obs(self) -> Tensor:
+        """The state the chunk starts in, s_t: (B, obs_dim)."""
+        return self.obs[:, 0]
+
+    @property
+    def last_next_obs(self) -> Tensor:
+        """The state after the chunk, s_{t+H}: (B, obs_dim)."""
+        return self.next_obs[:, -1]
+
+    @property
+    def done(self) -> Tensor:
+        """1.0 where the episode terminated within the chunk: (B,)."""
+        return self.terminal.amax(1)
+
+    @property
+    def horizon(self) -> int:
+        return self.reward.shape[1]
+
+    @classmethod
+    def from_batch(cls, batch: Batch) -> SequenceBatch:
+        """A batch of single transitions as chunks of length 1."""
+        return cls(batch.obs.unsqueeze(1), batch.action.unsqueeze(1), batch.reward.unsqueeze(1),
+                   batch.next_obs.unsqueeze(1), batch.terminal.unsqueeze(1))
 
 
 @dataclass
@@ -57,6 +99,18 @@ class Transitions:
         return Batch(self.obs[index], self.action[index], self.reward[index], self.next_obs[index],
                      self.terminal[index], self.next_action[index])
 
+    def sequence_starts(self, length: int) -> Tensor:
+        """Indices t (ascending) whose chunk t, ..., t + length - 1 lies inside one episode."""
+        episode_end = torch.repeat_interleave(self.episode_ends, self.episode_ends - self.episode_starts)
+        return torch.nonzero(torch.arange(len(self), device=episode_end.device) + length <= episode_end).squeeze(1)
+
+    def sequences(self, start: Tensor, length: int) -> SequenceBatch:
+        """The chunks of `length` consecutive transitions beginning at `start` (B,): one gather per field."""
+        start = start.to(self.reward.device, non_blocking=True)
+        index = start.unsqueeze(1) + torch.arange(length, device=start.device)
+        return SequenceBatch(self.obs[index], self.action[index], self.reward[index], self.next_obs[index],
+                             self.terminal[index])
+
 
 def batch_seed(seed: int, rank: int, index: int) -> int:
     """A distinct 63-bit seed for batch `index` of rank `rank` in a run seeded with `seed`."""
@@ -89,4 +143,33 @@ class RandomBatchStream(IterableDataset):
         index = self.state.consumed
         while True:
             yield self.transitions.batch(self.indices(index))
+            index += 1
+
+
+class RandomSequenceStream(IterableDataset):
+    """An infinite stream of `SequenceBatch`es: `batch_size` chunks of `sequence_length` consecutive transitions.
+
+    Chunk starts are drawn uniformly with replacement among the starts whose chunk stays inside one episode
+    (each such chunk equally likely; episodes shorter than the chunk contribute none), with one `randint` and
+    one gather. Same seeding contract as `RandomBatchStream`: batch i of rank r is a pure function of
+    (seed, r, i), so a stream resumed at batch `state.consumed` continues exactly.
+    """
+
+    def __init__(self, transitions: Transitions, batch_size: int, sequence_length: int, seed: int, rank: int,
+                 state: SamplerState):
+        self.transitions, self.batch_size, self.sequence_length = transitions, batch_size, sequence_length
+        self.seed, self.rank, self.state = seed, rank, state
+        # Kept on the CPU, where the seeded generator draws; the gather itself runs where the transitions are.
+        self.starts = transitions.sequence_starts(sequence_length).cpu()
+        assert len(self.starts) > 0, f"no episode has {sequence_length} transitions"
+
+    def indices(self, index: int) -> Tensor:
+        """Start indices of the chunks of batch `index`."""
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, self.rank, index))
+        return self.starts[torch.randint(len(self.starts), (self.batch_size,), generator=generator)]
+
+    def __iter__(self) -> Iterator[SequenceBatch]:
+        index = self.state.consumed
+        while True:
+            yield self.transitions.sequences(self.indices(index), self.sequence_length)
             index += 1

@@ -1,4 +1,5 @@
-"""OfflineDataModule: a Minari dataset as an infinite seeded stream of minibatches, plus its evaluation env."""
+"""OfflineDataModule: a Minari dataset as an infinite seeded stream of minibatches (single transitions or H-step
+chunks), plus its evaluation env."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_offrl.data import minari_io
-from lit_offrl.data.buffer import Batch, RandomBatchStream, SamplerState, Transitions
+from lit_offrl.data.buffer import (Batch, RandomBatchStream, RandomSequenceStream, SamplerState, SequenceBatch,
+                                   Transitions)
 from lit_offrl.errors import DatasetError, UserError
 
 DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
@@ -39,16 +41,22 @@ class OfflineDataModule(L.LightningDataModule):
             `seed`, so runs with different seeds are scored on the same episodes).
         on_device: keep the transitions on the training device (GPU) and sample there, instead of gathering
             each batch on the CPU and copying it.
+        sequence_length: 1 serves `Batch`es of single transitions; H > 1 serves `SequenceBatch`es of `batch_size`
+            chunks of H consecutive transitions that never cross an episode end (for algorithms over action
+            sequences, e.g. LatentEM with `model.horizon` H). At most the longest episode's length.
     """
 
     def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
                  normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
                  dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
-                 eval_seed: int = 1_000_000, on_device: bool = True):
+                 eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1):
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}.")
+        if sequence_length < 1:
+            raise UserError(f"data.sequence_length must be a positive integer (1: single transitions, H > 1: "
+                            f"chunks of H consecutive steps), got {sequence_length}.")
         for name, value in (("dataset_fraction", dataset_fraction), ("top_fraction", top_fraction)):
             if not 0.0 < value <= 1.0:
                 raise UserError(f"data.{name} must be in (0, 1], got {value}.")
@@ -56,6 +64,7 @@ class OfflineDataModule(L.LightningDataModule):
             raise UserError(f"data.eval_episodes must be >= 0, got {eval_episodes}.")
         self.save_hyperparameters()
         self.dataset_id, self.batch_size, self.seed = dataset_id, batch_size, seed
+        self.sequence_length = sequence_length
         self.dataset = minari_io.resolve(dataset_id)
         action_space = minari_io.box_action_space(self.dataset)  # fail before any data is loaded
         self.obs_dim = int(gym.spaces.flatdim(self.dataset.observation_space))
@@ -81,6 +90,11 @@ class OfflineDataModule(L.LightningDataModule):
             return
         data = minari_io.load(self.dataset)
         data = self._select_episodes(data)
+        longest = int((data.episode_ends - data.episode_starts).max())
+        if self.sequence_length > longest:
+            raise UserError(f"data.sequence_length {self.sequence_length} is longer than the longest episode of "
+                            f"'{self.dataset_id}' ({longest} steps): a chunk never crosses an episode end, so none "
+                            f"could be drawn. Use a sequence_length of at most {longest}.")
         self.data = data
         observations = torch.from_numpy(data.observations)
         if self.hparams.normalize_observations:
@@ -146,7 +160,11 @@ class OfflineDataModule(L.LightningDataModule):
         rank, _ = self._rank_and_world()
         if self.hparams.on_device and self.trainer is not None:
             self.transitions = self.transitions.to(self.trainer.strategy.root_device)
-        stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state)
+        if self.sequence_length > 1:
+            stream = RandomSequenceStream(self.transitions, self.batch_size, self.sequence_length, self.seed, rank,
+                                          self.sampler_state)
+        else:
+            stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state)
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -158,16 +176,18 @@ class OfflineDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Training batches sampled on the device already need no traversal (Lightning's walks every field).
-        if isinstance(batch, Batch) and batch.obs.device == device:
+        if isinstance(batch, (Batch, SequenceBatch)) and batch.obs.device == device:
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"consumed_batches": self.sampler_state.consumed, "seed": self.seed, "batch_size": self.batch_size}
+        return {"consumed_batches": self.sampler_state.consumed, "seed": self.seed, "batch_size": self.batch_size,
+                "sequence_length": self.sequence_length}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.sampler_state.consumed = int(state_dict["consumed_batches"])
-        changed = [f"{key} {state_dict[key]} -> {getattr(self, key)}" for key in ("seed", "batch_size")
+        changed = [f"{key} {state_dict[key]} -> {getattr(self, key)}"
+                   for key in ("seed", "batch_size", "sequence_length")
                    if key in state_dict and state_dict[key] != getattr(self, key)]
         if changed:
             rank_zero_warn(f"resuming with a different {', '.join(changed)}: training continues, but not as the "
