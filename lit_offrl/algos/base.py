@@ -207,13 +207,20 @@ class OfflineRLModule(L.LightningModule):
             f"Lower the learning rates, clip gradients or check the data.")
 
     def _log_train(self, metrics: dict[str, Tensor]) -> None:
-        self.log_dict({f"train/{name}": value for name, value in metrics.items()}, on_step=True, on_epoch=False)
+        # Straight to the loggers, not through `self.log`: Lightning re-emits every key ever logged on step, so a
+        # finished phase's loss (BRAC's behavior policy, PLAS's VAE) would be written again at every log step.
+        values = dict(zip((f"train/{name}" for name in metrics),
+                          torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist())
+                      ) if metrics else {}
+        values["train/updates"] = float(self._updates)
         now = time.perf_counter()
         if self._timer is not None and self._updates > self._timer[1]:
             rate = (self._updates - self._timer[1]) / max(now - self._timer[0], 1e-9)
-            self.log("perf/updates_per_sec", rate, on_step=True, on_epoch=False, prog_bar=True)
+            values["perf/updates_per_sec"] = rate
+            self.log("perf/updates_per_sec", rate, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         self._timer = (now, self._updates)
-        self.log("train/updates", float(self._updates), on_step=True, on_epoch=False)
+        for logger in self.loggers:  # Lightning's step convention: the number of batches before this one
+            logger.log_metrics(values, step=self._updates - 1)
 
     # ---------------------------------------------------------------------------------------- validation
     def on_validation_start(self) -> None:
