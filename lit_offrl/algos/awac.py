@@ -51,8 +51,8 @@ class AWAC(OfflineRLModule):
         self.target_critic = self.make_target(self.critic)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr))
+        return (self.adam(self.actor.parameters(), lr=self.actor_lr),
+                self.adam(self.critic.parameters(), lr=self.critic_lr))
 
     def sample_actions(self, obs: Tensor, num_samples: int = 1) -> Tensor:
         """a ~ pi(.|s), clipped to [-1, 1]: (num_samples, B, A)."""

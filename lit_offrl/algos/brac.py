@@ -87,10 +87,10 @@ class BRAC(OfflineRLModule):
         self.log_alpha = torch.nn.Parameter(torch.tensor(float(alpha)).log(), requires_grad=dual_alpha)
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.actor.parameters(), lr=self.actor_lr),
-                torch.optim.Adam(self.critic.parameters(), lr=self.critic_lr),
-                torch.optim.Adam(self.behavior.parameters(), lr=self.behavior_lr),
-                torch.optim.Adam([self.log_alpha], lr=self.alpha_lr))
+        return (self.adam(self.actor.parameters(), lr=self.actor_lr),
+                self.adam(self.critic.parameters(), lr=self.critic_lr),
+                self.adam(self.behavior.parameters(), lr=self.behavior_lr),
+                self.adam([self.log_alpha], lr=self.alpha_lr))
 
     @property
     def alpha(self) -> Tensor:

@@ -215,10 +215,10 @@ class LatentEM(OfflineRLModule):
         self.reset_plan()
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self.vae.parameters(), lr=self.vae_lr),
-                torch.optim.Adam(self.value.parameters(), lr=self.value_lr),
-                torch.optim.Adam(self.return_model.parameters(), lr=self.return_lr),
-                torch.optim.Adam(self.policy.parameters(), lr=self.policy_lr))
+        return (self.adam(self.vae.parameters(), lr=self.vae_lr),
+                self.adam(self.value.parameters(), lr=self.value_lr),
+                self.adam(self.return_model.parameters(), lr=self.return_lr),
+                self.adam(self.policy.parameters(), lr=self.policy_lr))
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -55,6 +55,20 @@ class VectorizedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, ensemble_size={self.ensemble_size}"
 
 
+class VectorizedLayerNorm(nn.Module):
+    """LayerNorm over the last axis of (E, B, features) with each ensemble member's own gain and bias (one shared
+    `nn.LayerNorm` would tie the members' affine parameters together)."""
+
+    def __init__(self, features: int, ensemble_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.features, self.eps = features, eps
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, nn.functional.layer_norm(x, (self.features,), eps=self.eps), self.weight)
+
+
 def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: Sequence[int] = (256, 256),
                    activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False) -> nn.Sequential:
     """An ensemble of MLPs with the same shape, evaluated in one batched matmul per layer."""
@@ -63,7 +77,7 @@ def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: S
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers.append(VectorizedLinear(d_in, d_out, ensemble_size))
         if layer_norm:
-            layers.append(nn.LayerNorm(d_out))
+            layers.append(VectorizedLayerNorm(d_out, ensemble_size))
         layers.append(activation())
     layers.append(VectorizedLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
