@@ -37,6 +37,19 @@ def config_for(algo: str, dataset_id: str) -> Path:
     return path
 
 
+def phase_args(algo: str, steps: int) -> list[str]:
+    """Phase lengths for a run of `steps` updates that keep the default split between phases (BRAC: 300k behavior of
+    800k updates, the Q term after 20k of the 500k agent updates; PLAS: 500k VAE of 1M; LatentEM: 200k VAE and 200k
+    return model of 1M)."""
+    if algo == "BRAC":
+        return ["--model.behavior_steps", str(int(steps * 0.375)), "--model.warm_start", str(int(steps * 0.025))]
+    if algo == "PLAS":
+        return ["--model.vae_pretrain_steps", str(steps // 2)]
+    if algo == "LatentEM":
+        return ["--model.vae_steps", str(steps // 5), "--model.return_steps", str(steps // 5)]
+    return []
+
+
 def run_name(dataset_id: str, algo: str, seed: int, steps: int) -> str:
     return f"{dataset_id.replace('/', '_')}_{algo}_seed{seed}_{steps}"
 
@@ -68,7 +81,7 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
            "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(args.eval_every),
            "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.steps),
            "--trainer.logger.init_args.save_dir", str(RUNS), "--trainer.logger.init_args.name", name,
-           "--trainer.logger.init_args.version", "run", *args.extra]
+           "--trainer.logger.init_args.version", "run", *phase_args(algo, args.steps), *args.extra]
     start = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     seconds = time.time() - start
