@@ -18,7 +18,7 @@ from lit_offrl.algos import CQL, SAC, TD3, TD3BC, ReBRAC
 from lit_offrl.data.buffer import Batch
 from lit_offrl.nets.mlp import VectorizedLayerNorm
 from test_algos import attached, fixed_batch, maze_dm  # noqa: F401  (maze_dm is a fixture)
-from test_training import _params, last_checkpoint, load
+from test_training import assert_same_training_state, last_checkpoint, load
 
 
 def members(critic, obs, action):
@@ -246,10 +246,4 @@ def test_cli_fit_counts_updates_and_resumes_exactly(algo, extra, steps_per_updat
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = load(last_checkpoint(resumed_dir))
     assert resumed["global_step"] == state["global_step"]
-    a, b = _params(state), _params(resumed)
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{algo}: {name} differs after resume"
-    for opt_a, opt_b in zip(state["optimizer_states"], resumed["optimizer_states"], strict=True):
-        for key, moments in opt_a["state"].items():
-            assert torch.equal(moments["exp_avg"], opt_b["state"][key]["exp_avg"])
+    assert_same_training_state(state, resumed)

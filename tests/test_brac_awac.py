@@ -13,7 +13,7 @@ from conftest import FAST, MAZE_ID, run_cli
 from lit_offrl.algos import AWAC, BRAC
 from lit_offrl.data.datamodule import OfflineDataModule
 from test_algos import attached, fixed_batch
-from test_training import _params, last_checkpoint, load
+from test_training import assert_same_training_state, last_checkpoint, load
 
 
 @pytest.fixture
@@ -237,11 +237,4 @@ def test_cli_fit_and_resume(model_args, behavior_steps, optimizer_steps, resume,
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = load(last_checkpoint(resumed_dir))
     assert int(resumed["state_dict"]["num_updates"]) == 120 and resumed["global_step"] == optimizer_steps
-    a, b = _params(straight), _params(resumed)
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
-    for opt_a, opt_b in zip(straight["optimizer_states"], resumed["optimizer_states"], strict=True):
-        assert opt_a["state"].keys() == opt_b["state"].keys()
-        for key, state in opt_a["state"].items():
-            assert torch.equal(state["exp_avg"], opt_b["state"][key]["exp_avg"])
+    assert_same_training_state(straight, resumed)

@@ -14,7 +14,7 @@ from lit_offrl.algos.lapo import advantage_weights
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.nets.vae import ConditionalVAE, LatentActor, mean_vae_loss
 from test_algos import attached, maze_dm  # noqa: F401  (maze_dm is a fixture)
-from test_training import _params, last_checkpoint, load
+from test_training import assert_same_training_state, last_checkpoint, load
 
 
 # ----------------------------------------------------------------------------------------- conditional VAE
@@ -262,14 +262,7 @@ def test_cli_fit_and_resume_equivalence(algo, maze_root, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = load(last_checkpoint(resumed_dir))
     assert int(resumed["state_dict"]["num_updates"]) == 120 and resumed["global_step"] == optimizer_steps
-    a, b = _params(straight), _params(resumed)
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
-    for opt_a, opt_b in zip(straight["optimizer_states"], resumed["optimizer_states"]):
-        assert opt_a["state"].keys() == opt_b["state"].keys()
-        for key, st in opt_a["state"].items():
-            assert torch.equal(st["exp_avg"], opt_b["state"][key]["exp_avg"])
+    assert_same_training_state(straight, resumed)
 
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for algo in ("bcq", "plas", "lapo")

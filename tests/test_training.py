@@ -52,6 +52,19 @@ def _params(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("val_")}
 
 
+def assert_same_training_state(straight: dict, resumed: dict) -> None:
+    """Two checkpoints hold bit-identical parameters, buffers and optimizer moments."""
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
+    for opt_a, opt_b in zip(straight["optimizer_states"], resumed["optimizer_states"], strict=True):
+        assert opt_a["state"].keys() == opt_b["state"].keys()
+        for key, moments in opt_a["state"].items():
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(moments[moment], opt_b["state"][key][moment]), f"optimizer {moment} differs"
+
+
 def test_resume_matches_uninterrupted_run(maze_root, tmp_path):
     """A run stopped at update 60 and resumed with `--ckpt_path last` ends with exactly the parameters,
     targets, optimizer states and sampler position of an uninterrupted 120-update run."""
@@ -66,13 +79,7 @@ def test_resume_matches_uninterrupted_run(maze_root, tmp_path):
     assert len(list(resumed_dir.glob("lightning_logs/*"))) == 1, "the resumed run must continue in its run folder"
     straight, resumed = load(last_checkpoint(straight_dir)), load(last_checkpoint(resumed_dir))
     assert int(resumed["state_dict"]["num_updates"]) == 120
-    a, b = _params(straight), _params(resumed)
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
-    for opt_a, opt_b in zip(straight["optimizer_states"], resumed["optimizer_states"]):
-        for key, st in opt_a["state"].items():
-            assert torch.equal(st["exp_avg"], opt_b["state"][key]["exp_avg"])
+    assert_same_training_state(straight, resumed)
     assert straight["OfflineDataModule"]["consumed_batches"] == resumed["OfflineDataModule"]["consumed_batches"] == 120
 
 
