@@ -1,6 +1,7 @@
 """`lit-offrl datasets`: make lit_offrl's recipe datasets and inspect local Minari datasets.
 
     lit-offrl datasets make lit-offrl/maze2d/umaze-v0 [--steps N] [--seed S]   # build into the Minari root
+    lit-offrl datasets make lit-offrl/hopper/medium-v0 [--train-steps N]       # locomotion: SAC run length
     lit-offrl datasets list                                                    # recipe ids and local datasets
     lit-offrl datasets show lit-offrl/maze2d/umaze-v0                          # a local dataset's metadata
 
@@ -12,6 +13,7 @@ returns 2; a failed recipe check returns 1.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import textwrap
@@ -55,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--steps", type=_count(1), default=None, metavar="N",
                       help="number of transitions (default: the recipe's, 1,000,000)")
     make.add_argument("--seed", type=_count(0), default=None, metavar="S", help="build seed (default: the recipe's, 0)")
+    make.add_argument("--train-steps", type=_count(1), default=None, metavar="N",
+                      help="locomotion recipes: updates of the SAC run the levels come from (default: the recipe's, "
+                           "200,000)")
     make.set_defaults(handler=_make)
     listing = commands.add_parser("list", help="recipe ids lit_offrl can build and the local datasets",
                                   description="List the recipe ids lit_offrl can build and the local datasets.")
@@ -92,7 +97,10 @@ def _make(args: argparse.Namespace) -> int:
                            f"(`lit-offrl datasets list` describes them).")
     if minari_io.is_local(dataset_id):
         raise DatasetError(_exists_message(dataset_id, minari_io.local_root()))
-    options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed)) if value is not None}
+    options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed),
+                                             ("train_steps", args.train_steps)) if value is not None}
+    if "train_steps" in options and "train_steps" not in inspect.signature(recipes.RECIPES[dataset_id]).parameters:
+        raise UserError(f"--train-steps applies to the locomotion recipes, not to '{dataset_id}'.")
     print(f"lit_offrl: building '{dataset_id}' in {minari_io.local_root()}", flush=True)
     start = time.perf_counter()
     try:

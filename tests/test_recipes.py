@@ -186,7 +186,9 @@ def test_datasets_list_marks_built_recipes(made):
     assert result.returncode == 0, result.stderr
     recipes, local = result.stdout.split("Local datasets")
     marked = {line[2:].split()[0]: line.startswith("*") for line in recipes.splitlines() if "lit-offrl/" in line}
-    assert len(marked) == 12 and marked[MAZE2D_ID], "every recipe id listed, the built one marked"
+    from lit_offrl.data.recipes import RECIPES
+
+    assert marked.keys() == set(RECIPES) and marked[MAZE2D_ID], "every recipe id listed, the built one marked"
     assert not any(built for dataset_id, built in marked.items() if dataset_id != MAZE2D_ID)
     assert [line.split()[0] for line in local.splitlines()[1:] if line.strip()] == [MAZE2D_ID]
     assert "3 episodes, 900 steps" in local
