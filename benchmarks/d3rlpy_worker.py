@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--dataset-id", default="")
+    parser.add_argument("--compile-mode", default="default")  # passed to every worker; d3rlpy does not compile
     args = parser.parse_args()
 
     import d3rlpy

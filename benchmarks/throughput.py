@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 D3RLPY_VENV = REPO / "benchmarks" / ".d3rlpy-venv"
 ALGOS = ("TD3BC", "IQL", "CQL")
+SLOW_ALGOS = {"CQL": 0.1}  # fraction of --updates / --warmup these run
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -211,12 +212,14 @@ def plain_step(algo: str, data, device: str, batch_size: int):
             with torch.no_grad():
                 cur_a, cur_log_pi = policy(rep_s)
                 next_a, next_log_pi = policy(rep_s2)
+            # As CORL: each critic once on each of the three action sets (6 critic evaluations).
+            q_rand, q_cur, q_next = q_both(rep_s, random_a), q_both(rep_s, cur_a), q_both(rep_s, next_a)
             penalty = 0.0
-            for q_data, q_fn in ((q1_data, 0), (q2_data, 1)):
-                q_rand = q_both(rep_s, random_a)[q_fn].view(batch_size, num_samples) - action_dim * math.log(0.5)
-                q_cur = q_both(rep_s, cur_a)[q_fn].view(batch_size, num_samples) - cur_log_pi.view(batch_size, -1)
-                q_next = q_both(rep_s, next_a)[q_fn].view(batch_size, num_samples) - next_log_pi.view(batch_size, -1)
-                lse = torch.logsumexp(torch.cat([q_rand, q_cur, q_next], 1), 1)
+            for i, q_data in enumerate((q1_data, q2_data)):
+                lse = torch.logsumexp(torch.cat([q_rand[i].view(batch_size, num_samples) - action_dim * math.log(0.5),
+                                                 q_cur[i].view(batch_size, num_samples) - cur_log_pi.view(batch_size, -1),
+                                                 q_next[i].view(batch_size, num_samples) - next_log_pi.view(batch_size, -1)],
+                                                1), 1)
                 penalty = penalty + 10.0 * (lse - q_data).mean()
             critic_loss = td_loss + penalty
             critic_opt.zero_grad()
@@ -284,15 +287,20 @@ def worker(args) -> dict:
 
 
 def load_worker(args) -> dict:
-    """Flatten the dataset into arrays: seconds and peak memory above the pre-load baseline, vs the arrays' bytes."""
+    """Flatten the dataset into arrays: seconds, and the peak resident memory during the load above the resident
+    memory before it (modules imported and the dataset opened first; the peak mark is reset through
+    /proc/self/clear_refs), against the bytes of the arrays made."""
     from lit_offrl.data import minari_io
 
+    dataset = minari_io.resolve(args.dataset_id)
     baseline_mb = proc_status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident size
     start = time.perf_counter()
-    data = minari_io.load(minari_io.resolve(args.dataset_id))
+    data = minari_io.load(dataset)
     seconds = time.perf_counter() - start
     arrays_mb = sum(getattr(data, name).nbytes for name in ("observations", "actions", "rewards", "next_observations",
-                                                            "terminals")) / 2**20
+                                                            "terminals", "timeouts")) / 2**20
     return {"seconds": seconds, "transitions": len(data.rewards), "arrays_mb": arrays_mb,
             "peak_above_baseline_mb": peak_memory_mb("cpu") - baseline_mb}
 
@@ -341,7 +349,8 @@ def run_child(cmd: list[str]) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS))
-    parser.add_argument("--updates", type=int, default=3000)
+    parser.add_argument("--updates", type=int, default=3000, help="per measurement (CQL: a tenth)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of every column; the median is shown")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
@@ -363,10 +372,10 @@ def main() -> None:
         print("RESULT " + json.dumps(load_worker(args)), flush=True)
         return
 
+    import statistics
+
     import torch
 
-    common = ["--compile-mode", args.compile_mode, "--updates", str(args.updates), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-              "--device", args.device, "--precision", args.precision, "--dataset-id", args.dataset_id]
     me = [sys.executable, str(Path(__file__).resolve())]
     load = run_child([*me, "--load-worker", "--dataset-id", args.dataset_id])
     if load:
@@ -374,23 +383,42 @@ def main() -> None:
               f"{load['peak_above_baseline_mb']:.0f} MB above baseline for {load['arrays_mb']:.0f} MB of arrays "
               f"({load['peak_above_baseline_mb'] / load['arrays_mb']:.2f}x)", flush=True)
     results: dict = {"load": load, "rates": {}}
+
+    def common(algo: str) -> list[str]:
+        # CQL's update is ~15x the work of TD3+BC's (3x256 critics on 30 sampled actions per state): fewer updates.
+        scale = SLOW_ALGOS.get(algo, 1.0)
+        return ["--compile-mode", args.compile_mode, "--updates", str(int(args.updates * scale)),
+                "--warmup", str(int(args.warmup * scale)), "--batch-size", str(args.batch_size),
+                "--device", args.device, "--precision", args.precision, "--dataset-id", args.dataset_id]
+
     if not args.load_only:
         d3_python = None if args.no_d3rlpy or args.device.startswith("cuda") and not D3RLPY_VENV.exists() \
             else ensure_d3rlpy_venv()
         arrays = d3rlpy_arrays(args) if d3_python else None
+        impls = ["lit", "plain", *(["compiled"] if args.compiled else []), *(["d3rlpy"] if d3_python else [])]
         for algo in args.algos:
+            runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+            for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every column
+                for impl in impls:
+                    if impl == "d3rlpy":
+                        result = run_child([str(d3_python), str(REPO / "benchmarks" / "d3rlpy_worker.py"), algo,
+                                            str(arrays), *common(algo)])
+                    else:
+                        result = run_child([*me, "--worker", f"{impl}:{algo}", *common(algo)])
+                    print(f"{impl:>8} {algo} #{repeat}: {result}", flush=True)
+                    if result:
+                        runs[impl].append(result)
             row = {}
-            for impl in ("lit", "plain", *(["compiled"] if args.compiled else [])):
-                row[impl] = run_child([*me, "--worker", f"{impl}:{algo}", *common])
-                print(f"{impl:>6} {algo}: {row[impl]}", flush=True)
-            if d3_python:
-                row["d3rlpy"] = run_child([str(d3_python), str(REPO / "benchmarks" / "d3rlpy_worker.py"), algo,
-                                           str(arrays), *common])
-                print(f"d3rlpy {algo}: {row['d3rlpy']}", flush=True)
+            for impl, measured in runs.items():
+                if measured:
+                    rates = [m["updates_per_sec"] for m in measured]
+                    row[impl] = {"updates_per_sec": statistics.median(rates), "min": min(rates), "max": max(rates),
+                                 "runs": rates, "peak_memory_mb": max(m["peak_memory_mb"] for m in measured)}
             results["rates"][algo] = row
         if args.ddp:
-            single = results["rates"].get("TD3BC", {}).get("lit") or run_child([*me, "--worker", "lit:TD3BC", *common])
-            ddp = run_child([*me, "--worker", "lit:TD3BC", *common, "--ddp", str(args.ddp)])
+            single = results["rates"].get("TD3BC", {}).get("lit") or run_child([*me, "--worker", "lit:TD3BC",
+                                                                                *common("TD3BC")])
+            ddp = run_child([*me, "--worker", "lit:TD3BC", *common("TD3BC"), "--ddp", str(args.ddp)])
             if single and ddp:
                 results["ddp"] = {"processes": args.ddp, "per_process": ddp["updates_per_sec"],
                                   "single": single["updates_per_sec"],
@@ -398,25 +426,26 @@ def main() -> None:
                 print(f"DDP x{args.ddp}: {ddp['updates_per_sec']:.0f} updates/s per process, single process "
                       f"{single['updates_per_sec']:.0f}; scaling efficiency {results['ddp']['efficiency']:.2f}")
     results.update(device=args.device, torch=torch.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(),
-                   updates=args.updates, warmup=args.warmup, batch_size=args.batch_size, dataset_id=args.dataset_id,
-                   date=time.strftime("%Y-%m-%d"))
+                   updates=args.updates, warmup=args.warmup, repeats=args.repeats, batch_size=args.batch_size,
+                   dataset_id=args.dataset_id, date=time.strftime("%Y-%m-%d"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     if results["rates"]:
-        print(f"\n{args.dataset_id}, batch {args.batch_size}, {args.updates - args.warmup} timed updates, device "
-              f"{args.device}, torch {torch.__version__}\n")
+        print(f"\n{args.dataset_id}, batch {args.batch_size}, {args.updates - args.warmup} timed updates "
+              f"(CQL {int((args.updates - args.warmup) * SLOW_ALGOS['CQL'])}), median of {args.repeats} interleaved "
+              f"runs (range), device {args.device}, torch {torch.__version__}\n")
         print("| algorithm | lit_offrl updates/s | plain PyTorch | d3rlpy | lit / plain | lit / d3rlpy | peak MB lit / "
               "plain / d3rlpy |\n|---|---|---|---|---|---|---|")
         for algo, row in results["rates"].items():
-            rate = {k: (v or {}).get("updates_per_sec") for k, v in row.items()}
-            mem = " / ".join(f"{(row.get(k) or {}).get('peak_memory_mb', float('nan')):.0f}" for k in ("lit", "plain",
-                                                                                                       "d3rlpy"))
+            rate = {k: v["updates_per_sec"] for k, v in row.items()}
+            mem = " / ".join(f"{row[k]['peak_memory_mb']:.0f}" if k in row else "-" for k in ("lit", "plain", "d3rlpy"))
             ratio = lambda a, b: f"{rate[a] / rate[b]:.2f}x" if rate.get(a) and rate.get(b) else "-"
-            fmt = lambda k: f"{rate[k]:.0f}" if rate.get(k) else "-"
+            fmt = lambda k: (f"{rate[k]:.1f} ({row[k]['min']:.1f}-{row[k]['max']:.1f})" if rate[k] < 20 else
+                             f"{rate[k]:.0f} ({row[k]['min']:.0f}-{row[k]['max']:.0f})") if k in rate else "-"
             print(f"| {algo} | {fmt('lit')} | {fmt('plain')} | {fmt('d3rlpy')} | {ratio('lit', 'plain')} | "
                   f"{ratio('lit', 'd3rlpy')} | {mem} |")
             if rate.get("compiled"):
-                print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {rate['compiled']:.0f} | | | "
+                print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {fmt('compiled')} | | | "
                       f"{ratio('compiled', 'plain')} | | |")
 
 

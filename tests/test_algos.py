@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import MAZE_ID
-from lit_offrl.algos import BC, IQL, TD3BC
+from lit_offrl.algos import BC, IQL, SAC, TD3BC
 from lit_offrl.algos.iql import expectile_loss
 from lit_offrl.data.datamodule import OfflineDataModule
 
@@ -104,3 +104,53 @@ def test_optimize_clips_the_gradient_norm(maze_dm, tmp_path):
     model.optimize(loss, model.optimizers(), clip=1e-3)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.actor.parameters()]))
     assert norm.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_critic_members_slice_evaluates_those_members_only():
+    from lit_offrl.nets import EnsembleCritic
+
+    torch.manual_seed(0)
+    for layer_norm in (False, True):
+        critic = EnsembleCritic(5, 2, num_critics=3, hidden_dims=(16, 16), layer_norm=layer_norm)
+        obs, action = torch.randn(7, 5), torch.rand(7, 2)
+        every = critic(obs, action)
+        torch.testing.assert_close(critic(obs, action, members=slice(1, 3)), every[1:3])
+        torch.testing.assert_close(critic.q1(obs, action), every[0])
+
+
+@pytest.mark.parametrize("cls", [TD3BC, SAC])
+def test_a_frozen_critic_in_the_actor_step_changes_no_result(cls, maze_dm, tmp_path, monkeypatch):
+    """The actor step runs with the critic's weights frozen (no weight gradients): every parameter after a few
+    updates equals an update without the freezing, and the critic's weights still require gradients after."""
+    import contextlib
+
+    from lit_offrl.algos.base import OfflineRLModule
+
+    batch = fixed_batch(maze_dm.setup("fit") or maze_dm)
+    results = []
+    for freeze in (True, False):
+        if not freeze:
+            monkeypatch.setattr(OfflineRLModule, "frozen", staticmethod(lambda *modules: contextlib.nullcontext()))
+        torch.manual_seed(0)
+        maze_dm.sampler_state.consumed = 0  # both fits draw the same first batch
+        model = attached(cls(maze_dm.obs_dim, maze_dm.action_dim), maze_dm, tmp_path)
+        for update in range(4):
+            torch.manual_seed(update)
+            model._updates = update
+            model.update(batch)
+        assert all(p.requires_grad for p in model.critic.parameters())
+        results.append({name: p.detach().clone() for name, p in model.named_parameters()})
+    for name, value in results[0].items():
+        assert torch.equal(value, results[1][name]), name
+
+
+def test_frozen_parameters_pass_gradients_to_their_inputs_only():
+    from lit_offrl.algos.base import OfflineRLModule
+
+    net = torch.nn.Linear(3, 1)
+    x = torch.randn(4, 3, requires_grad=True)
+    with OfflineRLModule.frozen(net):
+        net(x).sum().backward()
+    assert net.weight.grad is None and net.bias.grad is None
+    torch.testing.assert_close(x.grad, net.weight.detach().expand(4, 3))
+    assert net.weight.requires_grad and net.bias.requires_grad

@@ -105,6 +105,16 @@ def test_load_box_dataset_gives_the_transitions_as_built():
     assert data.dataset_id == "test/box-v0"
 
 
+def test_loading_in_chunks_of_episodes_gives_the_same_arrays(monkeypatch):
+    make_box_dataset("test/box-v0", episodes=(3, 2, 4, 1, 2), obs_dim=3, terminated=[True, False, False, True, False])
+    whole = minari_io.load(minari_io.resolve("test/box-v0"))
+    monkeypatch.setattr(minari_io, "EPISODES_PER_READ", 2)  # chunks of 2, 2 and 1 episodes
+    chunked = minari_io.load(minari_io.resolve("test/box-v0"))
+    for name in ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts",
+                 "episode_starts", "episode_ends"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name), err_msg=name)
+
+
 def test_data_module_batches_keep_terminal_zero_on_truncation():
     make_box_dataset("test/box-v0", episodes=(2, 3), terminated=[False, True])
     dm = data_module("test/box-v0", normalize_observations=False)
@@ -352,6 +362,32 @@ def test_batches_are_whole_transitions_of_the_requested_size():
         assert torch.equal(batch.next_obs, batch.obs + 0.5)
         assert torch.equal(batch.action[:, 0], index / 50)
         assert torch.equal(batch.terminal, (index % 7 == 6).float())
+
+
+def test_one_row_gather_equals_gathering_each_field():
+    transitions = index_transitions(50)
+    separate = {name: getattr(transitions, name).clone() for name in
+                ("obs", "action", "reward", "next_obs", "terminal", "next_action")}
+    # The fields are views of one (N, F) tensor: no second copy of the data.
+    storage = transitions.obs.untyped_storage().data_ptr()
+    assert all(getattr(transitions, name).untyped_storage().data_ptr() == storage for name in separate)
+    index = torch.tensor([49, 0, 6, 7, 6, 13])
+    for where in (transitions, transitions.to("cpu")):
+        batch = where.batch(index)
+        for name, values in separate.items():
+            assert torch.equal(getattr(batch, name), values[index]), name
+    chunks = transitions.sequences(torch.tensor([0, 10]), 3)
+    assert torch.equal(chunks.reward, separate["reward"][torch.tensor([[0, 1, 2], [10, 11, 12]])])
+    assert torch.equal(chunks.next_obs[1, 2], separate["next_obs"][12])
+
+
+def test_fields_of_different_dtypes_are_gathered_one_by_one():
+    i = torch.arange(10, dtype=torch.float32)
+    transitions = Transitions(obs=i[:, None], action=i[:, None] / 10, reward=i.double(), next_obs=i[:, None] + 1,
+                              terminal=torch.zeros(10), episode_starts=torch.tensor([0]), episode_ends=torch.tensor([10]))
+    batch = transitions.batch(torch.tensor([3, 9]))
+    assert batch.reward.dtype == torch.float64 and torch.equal(batch.reward, torch.tensor([3.0, 9.0], dtype=torch.float64))
+    assert torch.equal(batch.next_obs[:, 0], torch.tensor([4.0, 10.0]))
 
 
 def test_same_seed_and_rank_give_identical_batches():

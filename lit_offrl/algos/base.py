@@ -19,6 +19,7 @@ Everything else lives here:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from typing import Any
@@ -97,6 +98,21 @@ class OfflineRLModule(L.LightningModule):
         except ImportError:  # torch < 2.4: no fused CPU kernel
             fused = self.device.type == "cuda"
         return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def frozen(*modules: nn.Module):
+        """Inside the block the parameters of `modules` record no gradient, while gradients still flow through
+        them to their inputs: an actor loss through the critic then skips the critic's weight gradients (a third
+        of its backward), and under DDP they are not all-reduced. Their values, and the results, are unchanged."""
+        params = [p for module in modules for p in module.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
 
     @staticmethod
     @torch.no_grad()
@@ -180,9 +196,10 @@ class OfflineRLModule(L.LightningModule):
         self._last_metrics = metrics
         if not metrics:
             return
-        values = torch.stack([value.detach().float().reshape(()) for value in metrics.values()])
-        newly_bad = ~torch.isfinite(values).all() & (self.first_nonfinite_update < 0)
-        self.first_nonfinite_update.copy_(torch.where(newly_bad, self.num_updates, self.first_nonfinite_update))
+        # The sum is non-finite iff a value is; once set, the first non-finite update is kept. No host sync.
+        total = torch.stack([value.detach().reshape(()) for value in metrics.values()]).float().sum()
+        first = self.first_nonfinite_update
+        first.copy_(torch.where(total.isfinite() | (first >= 0), first, self.num_updates))
 
     def check_finite(self) -> None:
         """Raise `NonFiniteLossError` if a logged loss has been NaN/inf or a parameter is NaN/inf.

@@ -60,7 +60,8 @@ def critic_and_actor_step(module: OfflineRLModule, batch: Batch, critic_opt, act
     q = module.critic(batch.obs, batch.action)
     critic_loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
     module.optimize(critic_loss, critic_opt)
-    actor_loss = module.actor_loss(batch)
+    with module.frozen(module.critic):  # the actor's step needs no critic weight gradients
+        actor_loss = module.actor_loss(batch)
     module.optimize(actor_loss, actor_opt)
     return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q_mean": q.detach().mean(),
             "target_mean": target.mean()}
@@ -111,7 +112,7 @@ class BCQ(OfflineRLModule):
         """-Q_1(s, xi(s, a~)) with a~ from the VAE prior (no gradient into the VAE)."""
         with torch.no_grad():
             proposed = self.vae.decode(batch.obs)
-        return -self.critic(batch.obs, self.actor(batch.obs, proposed))[0].mean()
+        return -self.critic.q1(batch.obs, self.actor(batch.obs, proposed)).mean()
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         vae_opt, actor_opt, critic_opt = self.optimizers()

@@ -158,7 +158,8 @@ class BRAC(OfflineRLModule):
         if next_divergence is not None:
             metrics["next_divergence"] = next_divergence.mean()
 
-        actor_loss, divergence, actor_metrics = self.actor_loss(batch)
+        with self.frozen(self.critic, self.behavior):  # the actor's step needs neither's weight gradients
+            actor_loss, divergence, actor_metrics = self.actor_loss(batch)
         self.optimize(actor_loss, actor_opt)
         metrics.update(actor_loss=actor_loss.detach(), alpha=self.alpha, **actor_metrics)
         if self.dual_alpha:

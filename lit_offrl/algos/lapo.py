@@ -137,7 +137,7 @@ class LAPO(OfflineRLModule):
 
     def actor_loss(self, batch: Batch) -> Tensor:
         """-Q_1(s, D'(s, pi(s))) through the (frozen) target decoder."""
-        return -self.critic(batch.obs, self.target_vae.decode(batch.obs, self.actor(batch.obs)))[0].mean()
+        return -self.critic.q1(batch.obs, self.target_vae.decode(batch.obs, self.actor(batch.obs))).mean()
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         vae_opt, actor_opt, critic_opt = self.optimizers()
@@ -153,7 +153,8 @@ class LAPO(OfflineRLModule):
         vae_loss = (weight * (recon + self.kl_weight * kl)).mean()
         self.optimize(vae_loss, vae_opt)
 
-        actor_loss = self.actor_loss(batch)
+        with self.frozen(self.critic):  # the actor's step needs no critic weight gradients
+            actor_loss = self.actor_loss(batch)
         self.optimize(actor_loss, actor_opt)
         self.soft_update(self.target_critic, self.critic, self.tau)
         self.soft_update(self.target_actor, self.actor, self.tau)

@@ -73,7 +73,7 @@ class PLAS(OfflineRLModule):
             return batch.reward + self.gamma * (1.0 - batch.terminal) * next_q
 
     def actor_loss(self, batch: Batch) -> Tensor:
-        return -self.critic(batch.obs, self.decoded_action(batch.obs))[0].mean()
+        return -self.critic.q1(batch.obs, self.decoded_action(batch.obs)).mean()
 
     def freeze_vae(self) -> None:
         """No gradients for the VAE once its phase is over: the decoder passes dQ/da through to the policy but

@@ -83,7 +83,8 @@ class SAC(OfflineRLModule):
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         actor_opt, critic_opt, alpha_opt, *_ = self.optimizers()  # a subclass may add optimizers (CQL's alpha')
-        actor_loss, log_prob, metrics = self.actor_loss(batch)
+        with self.frozen(self.critic):  # the actor's step needs no critic weight gradients
+            actor_loss, log_prob, metrics = self.actor_loss(batch)
         self.optimize(actor_loss, actor_opt)
         if self.auto_alpha:
             alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()

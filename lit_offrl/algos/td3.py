@@ -68,7 +68,7 @@ class TD3(OfflineRLModule):
 
     def actor_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """-Q_1(s, pi(s)); override to add terms (TD3+BC, ReBRAC)."""
-        return -self.critic(batch.obs, self.actor(batch.obs))[0].mean(), {}
+        return -self.critic.q1(batch.obs, self.actor(batch.obs)).mean(), {}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         actor_opt, critic_opt = self.optimizers()
@@ -78,7 +78,8 @@ class TD3(OfflineRLModule):
         self.optimize(critic_loss, critic_opt)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.mean()}
         if (self._updates + 1) % self.policy_freq == 0:
-            actor_loss, extra = self.actor_loss(batch)
+            with self.frozen(self.critic):  # the actor's step needs no critic weight gradients
+                actor_loss, extra = self.actor_loss(batch)
             self.optimize(actor_loss, actor_opt)
             self.soft_update(self.target_actor, self.actor, self.tau)
             self.soft_update(self.target_critic, self.critic, self.tau)

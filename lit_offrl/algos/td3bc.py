@@ -34,7 +34,7 @@ class TD3BC(TD3):
     def actor_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """-lambda Q_1(s, pi(s)) + (pi(s) - a)^2; override to add terms."""
         action = self.actor(batch.obs)
-        q = self.critic(batch.obs, action)[0]
+        q = self.critic.q1(batch.obs, action)
         lmbda = self.alpha / q.abs().mean().detach()
         bc_loss = (action - batch.action).pow(2).mean()
         return -lmbda * q.mean() + bc_loss, {"bc_loss": bc_loss.detach(), "lambda": lmbda}

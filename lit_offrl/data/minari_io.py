@@ -153,7 +153,7 @@ def load(dataset) -> OfflineData:
     actions, rewards = np.empty((total, action_dim), np.float32), np.empty(total, np.float32)
     terms, truncs = np.empty(total, np.float32), np.empty(total, np.float32)
     lengths, filled = [], 0
-    for episode in dataset.iterate_episodes():
+    for episode in _episodes_in_chunks(dataset):
         steps = len(episode.rewards)
         if steps == 0:
             continue
@@ -186,6 +186,37 @@ def load(dataset) -> OfflineData:
             raise DatasetError(f"dataset '{dataset_id}' has NaN or infinite {name} in {len(bad)} transitions "
                                f"(first at transition {bad[0]}): clean or rebuild the dataset.")
     return data
+
+
+EPISODES_PER_READ = 256
+
+
+def _episodes_in_chunks(dataset):
+    """`dataset.iterate_episodes()`, `EPISODES_PER_READ` episodes per call. Minari's HDF5 storage keeps the file open for a
+    whole call, and HDF5 caches the metadata of every episode group it opened until the file closes (about 64 KB
+    each): reading the 3,334 episodes of a 1M-step PointMaze dataset in one call held 214 MB at the end, in
+    chunks (file reopened, freed pages handed back) 15 MB, at the same speed."""
+    indices = dataset.episode_indices
+    for start in range(0, len(indices), EPISODES_PER_READ):
+        yield from dataset.iterate_episodes(indices[start:start + EPISODES_PER_READ])
+        _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc `malloc_trim`; a no-op elsewhere)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def reference_score(dataset, key: str) -> float | None:

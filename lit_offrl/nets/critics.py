@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lit_offrl.nets.mlp import mlp, vectorized_mlp
+from lit_offrl.nets.mlp import VectorizedLayerNorm, VectorizedLinear, mlp, vectorized_mlp
 
 
 class EnsembleCritic(nn.Module):
@@ -23,8 +23,19 @@ class EnsembleCritic(nn.Module):
         self.num_critics = num_critics
         self.net = vectorized_mlp(obs_dim + action_dim, 1, num_critics, hidden_dims, layer_norm=layer_norm)
 
-    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+    def forward(self, obs: Tensor, action: Tensor, members: slice | None = None) -> Tensor:
+        """Q_i(s, a) of every member, (E, B); of the members in the slice `members` only if given (an actor loss
+        that needs Q_1 alone pays for one network, not E)."""
+        x = torch.cat([obs, action], dim=-1)
+        if members is None:
+            return self.net(x).squeeze(-1)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, (VectorizedLinear, VectorizedLayerNorm)) else layer(x)
+        return x.squeeze(-1)
+
+    def q1(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q_1(s, a), (B,): the first member alone (TD3's actor loss)."""
+        return self(obs, action, members=slice(0, 1))[0]
 
 
 class ValueNetwork(nn.Module):

@@ -46,10 +46,12 @@ class VectorizedLinear(nn.Module):
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        """`members` (a slice of the ensemble axis) evaluates only those members, at their share of the cost."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, ensemble_size={self.ensemble_size}"
@@ -65,8 +67,9 @@ class VectorizedLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.addcmul(self.bias, nn.functional.layer_norm(x, (self.features,), eps=self.eps), self.weight)
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        return torch.addcmul(bias, nn.functional.layer_norm(x, (self.features,), eps=self.eps), weight)
 
 
 def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: Sequence[int] = (256, 256),
