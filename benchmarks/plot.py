@@ -86,11 +86,15 @@ def plot_throughput(path: Path, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / len(impls)
     for k, (key, label) in enumerate(impls):
-        rates = [(data["rates"][a].get(key) or {}).get("updates_per_sec", 0.0) for a in algos]
-        bars = ax.bar(np.arange(len(algos)) + (k - 1) * width, rates, width, label=label)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        cells = [data["rates"][a].get(key) or {} for a in algos]
+        rates = [c.get("updates_per_sec", 0.0) for c in cells]
+        # The bar is the median of the interleaved runs, the whisker their range.
+        spread = np.array([[r - c.get("min", r), c.get("max", r) - r] for r, c in zip(rates, cells)]).T
+        bars = ax.bar(np.arange(len(algos)) + (k - 1) * width, rates, width, label=label, yerr=spread, capsize=2)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(algos)), algos)
-    ax.set_ylabel("gradient updates / s")
+    ax.set_yscale("log")  # CQL does ~15x the work of TD3+BC per update
+    ax.set_ylabel("gradient updates / s (log scale)")
     ax.set_title(f"batch {data['batch_size']}, {data['device']}, {data['cpus']} CPU cores, {data['date']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
