@@ -91,7 +91,7 @@ def plot_throughput(path: Path, out: Path) -> None:
         # The bar is the median of the interleaved runs, the whisker their range.
         spread = np.array([[r - c.get("min", r), c.get("max", r) - r] for r, c in zip(rates, cells)]).T
         bars = ax.bar(np.arange(len(algos)) + (k - 1) * width, rates, width, label=label, yerr=spread, capsize=2)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(algos)), algos)
     ax.set_yscale("log")  # CQL does ~15x the work of TD3+BC per update
     ax.set_ylabel("gradient updates / s (log scale)")

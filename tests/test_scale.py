@@ -11,32 +11,36 @@ import lightning as L
 import torch
 
 from conftest import FAST, MAZE_ID, REPO
-from lit_offrl.algos import BC
+import pytest
+
+from lit_offrl.algos import BC, TD3BC
 from lit_offrl.callbacks import CompileNetworks
 from lit_offrl.data.datamodule import OfflineDataModule
 
 
-def fit_bc(maze_root, tmp_path, callbacks, monkeypatch) -> BC:
+def fit_small(maze_root, tmp_path, callbacks, monkeypatch, cls=BC) -> BC | TD3BC:
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
     dm = OfflineDataModule(MAZE_ID, batch_size=64, eval_episodes=0)
     L.seed_everything(0, verbose=False)
-    model = BC(8, 2, hidden_dims=(32, 32))
-    trainer = L.Trainer(max_steps=3, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+    model = cls(8, 2, hidden_dims=(32, 32))
+    trainer = L.Trainer(max_steps=4, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         default_root_dir=tmp_path, callbacks=callbacks)
     trainer.fit(model, dm)
     return model
 
 
-def test_compiled_updates_match_eager_updates(maze_root, tmp_path, monkeypatch):
-    """Three updates with every network compiled end with the parameters of three eager updates (same batches)."""
-    eager = fit_bc(maze_root, tmp_path, [], monkeypatch)
-    compiled = fit_bc(maze_root, tmp_path, [CompileNetworks()], monkeypatch)
+@pytest.mark.parametrize("cls", [BC, TD3BC])
+def test_compiled_updates_match_eager_updates(cls, maze_root, tmp_path, monkeypatch):
+    """Four updates with every network compiled end with the parameters of four eager updates (same batches);
+    TD3+BC's include two actor steps through a frozen Q_1-only critic."""
+    eager = fit_small(maze_root, tmp_path, [], monkeypatch, cls)
+    compiled = fit_small(maze_root, tmp_path, [CompileNetworks()], monkeypatch, cls)
     assert hasattr(compiled.actor, "_compiled_call_impl") and compiled.actor._compiled_call_impl is not None
     assert eager.state_dict().keys() == compiled.state_dict().keys(), "compiling must not rename parameters"
     for name, value in eager.state_dict().items():
         torch.testing.assert_close(compiled.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
-    assert not torch.equal(eager.actor.net[0].weight, BC(8, 2, hidden_dims=(32, 32)).actor.net[0].weight)
+    assert not torch.equal(eager.actor.net[0].weight, cls(8, 2, hidden_dims=(32, 32)).actor.net[0].weight)
 
 
 def free_port() -> int:

@@ -55,7 +55,7 @@ class SmoothStdTanhGaussianActor(TanhGaussianActor):
     def distribution(self, obs: Tensor) -> Normal:
         mean, raw_log_std = self.net(obs).chunk(2, dim=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw_log_std) + 1.0)
-        return Normal(mean, log_std.exp())
+        return Normal(mean, log_std.exp(), validate_args=False)
 
 
 class BRAC(OfflineRLModule):

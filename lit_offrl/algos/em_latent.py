@@ -93,7 +93,8 @@ class LatentGaussianPolicy(nn.Module):
 
     def forward(self, obs: Tensor) -> Normal:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
-        return Normal(self.max_latent * torch.tanh(mean), log_std.clamp(self.log_std_min, self.log_std_max).exp())
+        return Normal(self.max_latent * torch.tanh(mean), log_std.clamp(self.log_std_min, self.log_std_max).exp(),
+                      validate_args=False)
 
     def log_prob(self, obs: Tensor, alpha: Tensor) -> Tensor:
         """log pi(alpha | s) summed over the latent; alpha (..., B, d_z) broadcasts against obs (B, obs_dim)."""

@@ -2,6 +2,10 @@
 
 Every policy has `act(obs, deterministic) -> action in [-1, 1]`, which `OfflineRLModule.act` uses for
 evaluation, so an algorithm that names its policy `self.actor` needs no evaluation code of its own.
+
+Distributions are built with `validate_args=False`: torch's argument validation reads a tensor back to the host
+(`if not valid.all()`) at every construction and `log_prob`, a device sync per update on a GPU. A NaN loc or scale
+is caught instead by the training loop's non-finite check, which stops the run and keeps the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class GaussianActor(nn.Module):
 
     def forward(self, obs: Tensor) -> Normal:
         std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
-        return Normal(self.net(obs), std)
+        return Normal(self.net(obs), std, validate_args=False)
 
     def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
         return self(obs).log_prob(action).sum(-1)
@@ -69,7 +73,7 @@ class TanhGaussianActor(nn.Module):
 
     def distribution(self, obs: Tensor) -> Normal:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
-        return Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp())
+        return Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp(), validate_args=False)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """Returns (action, log pi(action|s)), reparameterized."""
