@@ -170,6 +170,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(datasets_cli.main(argv[1:]))
     try:
         LitOffRLCLI(args=args)
+        _close_process_group()
     except UserError as exc:
         print(f"lit-offrl: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -183,6 +184,18 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"lit-offrl: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _close_process_group() -> None:
+    """After a multi-process run, wait for every rank and close the process group before the interpreter exits.
+    Left to interpreter shutdown, a rank's communication threads can be torn down while another rank still talks
+    to the store: seen once as a SIGABRT ("terminate called without an active exception") of a finished rank in
+    the 2-node torchrun test on a loaded machine."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _user_error_in(exc: BaseException | None) -> UserError | None:
