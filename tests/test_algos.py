@@ -126,7 +126,8 @@ def test_a_frozen_critic_in_the_actor_step_changes_no_result(cls, maze_dm, tmp_p
 
     from lit_offrl.algos.base import OfflineRLModule
 
-    batch = fixed_batch(maze_dm.setup("fit") or maze_dm)
+    maze_dm.setup("fit")
+    batch = fixed_batch(maze_dm)
     results = []
     for freeze in (True, False):
         if not freeze:

@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import lightning as L
+import pytest
 import torch
 
 from conftest import FAST, MAZE_ID, REPO
-import pytest
-
 from lit_offrl.algos import BC, TD3BC
 from lit_offrl.callbacks import CompileNetworks
 from lit_offrl.data.datamodule import OfflineDataModule

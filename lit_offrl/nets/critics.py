@@ -27,8 +27,6 @@ class EnsembleCritic(nn.Module):
         """Q_i(s, a) of every member, (E, B); of the members in the slice `members` only if given (an actor loss
         that needs Q_1 alone pays for one network, not E)."""
         x = torch.cat([obs, action], dim=-1)
-        if members is None:
-            return self.net(x).squeeze(-1)
         for layer in self.net:
             x = layer(x, members) if isinstance(layer, (VectorizedLinear, VectorizedLayerNorm)) else layer(x)
         return x.squeeze(-1)
