@@ -314,12 +314,26 @@ def test_cli_fit_crosses_the_phases(source, optimizer_steps, maze_root, tmp_path
     assert state["global_step"] == optimizer_steps
     scalars = EventAccumulator(str(next(tmp_path.glob("lightning_logs/*/events.out.tfevents.*")).parent)).Reload()
     assert [e.step for e in scalars.Scalars("val/normalized_score")] == [59, 119]
+    assert [e.step for e in scalars.Scalars("val/prior_normalized_score")] == [59, 119], "the decoded prior, too"
     tags = scalars.Tags()["scalars"]
     phases = ["train/vae_loss", "train/policy_loss", "train/eta", "train/kl_q_pi", "train/return_q"]
     if source == "offline":
         phases += ["train/value_loss", "train/return_model_loss"]
     assert set(phases) <= set(tags), tags
     assert all(e.value <= 0.1 + 1e-5 for e in scalars.Scalars("train/kl_q_pi")), "the trust region KL <= epsilon"
+
+
+def test_prior_policy_decodes_the_prior_mean_and_restores_pi_theta():
+    """Inside `prior_policy()` acting decodes alpha = 0 (the VAE prior's mean) open loop; outside it pi_theta's mean."""
+    torch.manual_seed(0)
+    model = LatentEM(3, 2, horizon=2, hidden_dims=(16,), vae_hidden_dims=(8,))
+    obs = torch.randn(5, 3)
+    with model.prior_policy():
+        first, second = model.policy_action(obs), model.policy_action(obs)
+    plan = model.decode_plan(obs, torch.zeros(5, model.latent_dim))
+    torch.testing.assert_close(torch.stack([first, second], 1), plan)
+    torch.testing.assert_close(model.policy_action(obs), model.decode_plan(obs, model.policy.act(obs))[:, 0])
+    assert not torch.allclose(model.policy.act(obs), torch.zeros(5, model.latent_dim))
 
 
 def test_a_horizon_other_than_the_data_sequence_length_is_a_user_error(maze_root, monkeypatch, tmp_path):

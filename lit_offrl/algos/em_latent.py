@@ -50,7 +50,9 @@ Phases of one `update`, by the update counter: [0, vae_steps) VAE (and V, offlin
 return_steps) V and R_phi (offline only; online skips it); then EM. Acting (`execution`): "open_loop" decodes
 alpha = mean of pi_theta (a sample when not deterministic) into H actions and executes them one per call before
 planning again (a per-env action queue, reset at every validation; call `reset_plan()` at episode starts of your
-own rollouts); "receding" plans at every step and executes the first action.
+own rollouts); "receding" plans at every step and executes the first action. With `eval_prior` every validation
+also rolls out the decoded prior, alpha = 0 (the mean of N(0, I); `with model.prior_policy():` for your own
+rollouts), on the same reset seeds: val/prior_normalized_score is the policy EM starts from and has to improve on.
 
 Defaults: K = 20 samples and epsilon = 0.1 from MPO (Abdolmaleki et al. 2018); the VAE as PLAS's (750-750,
 beta 0.5 with per-element means, lr 1e-4, latent 2 |A|, mean bound 2); V, R_phi and pi_theta 256-256 with Adam
@@ -60,6 +62,7 @@ beta 0.5 with per-element means, lr 1e-4, latent 2 |A|, mean bound 2); V, R_phi 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -69,11 +72,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
+from torchmetrics import MeanMetric
 
 from lit_offrl.algos.base import OfflineRLModule
 from lit_offrl.data import minari_io
 from lit_offrl.data.buffer import Batch, SequenceBatch
 from lit_offrl.errors import UserError
+from lit_offrl.evaluation import rollout
 from lit_offrl.nets import ValueNetwork, mlp
 from lit_offrl.nets.vae import ConditionalVAE, mean_vae_loss
 
@@ -183,7 +188,7 @@ class LatentEM(OfflineRLModule):
                  value_lr: float = 3e-4, return_lr: float = 3e-4, policy_lr: float = 3e-4,
                  vae_hidden_dims: tuple[int, ...] = (750, 750), hidden_dims: tuple[int, ...] = (256, 256),
                  execution: Literal["open_loop", "receding"] = "open_loop", online_num_states: int = 8,
-                 online_max_prefix_chunks: int = 4):
+                 online_max_prefix_chunks: int = 4, eval_prior: bool = True):
         super().__init__(obs_dim, action_dim)
         self.save_hyperparameters()
         for name, value, allowed in (("return_source", return_source, ("offline", "online")),
@@ -204,6 +209,9 @@ class LatentEM(OfflineRLModule):
         self.vae_lr, self.value_lr, self.return_lr, self.policy_lr = vae_lr, value_lr, return_lr, policy_lr
         self.execution, self.online_num_states = execution, online_num_states
         self.online_max_prefix_chunks = online_max_prefix_chunks
+        self.eval_prior, self._prior_mode = eval_prior, False
+        self.val_prior_return = MeanMetric()
+        self.val_prior_normalized_score = MeanMetric()
         self.em_start = vae_steps + (return_steps if return_source == "offline" else 0)
 
         self.vae = ConditionalVAE(obs_dim, horizon * action_dim, self.latent_dim, vae_hidden_dims)
@@ -369,18 +377,56 @@ class LatentEM(OfflineRLModule):
         self._plan: Tensor | None = None
         self._plan_step = 0
 
+    @torch.no_grad()
+    def latent_action(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """alpha for planning: pi_theta's (its mean when deterministic), or, in prior mode, the VAE prior
+        N(0, I)'s (0 when deterministic; samples clipped to the latent box otherwise)."""
+        if self._prior_mode:
+            zeros = obs.new_zeros(obs.shape[0], self.latent_dim)
+            return zeros if deterministic else torch.randn_like(zeros).clamp(-self.max_latent, self.max_latent)
+        return self.policy.act(obs, deterministic)
+
     def policy_action(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         if self.execution == "receding":
-            return self.decode_plan(obs, self.policy.act(obs, deterministic))[:, 0]
+            return self.decode_plan(obs, self.latent_action(obs, deterministic))[:, 0]
         if self._plan is None or self._plan_step >= self.horizon or self._plan.shape[0] != obs.shape[0]:
-            self._plan, self._plan_step = self.decode_plan(obs, self.policy.act(obs, deterministic)), 0
+            self._plan, self._plan_step = self.decode_plan(obs, self.latent_action(obs, deterministic)), 0
         action = self._plan[:, self._plan_step]
         self._plan_step += 1
         return action
 
+    @contextlib.contextmanager
+    def prior_policy(self):
+        """Act with the decoded prior (alpha = 0 when deterministic) instead of pi_theta inside the block:
+        the policy that EM starts from and must improve on."""
+        self._prior_mode = True
+        self.reset_plan()
+        try:
+            yield self
+        finally:
+            self._prior_mode = False
+            self.reset_plan()
+
     def validation_step(self, seeds: Tensor, batch_idx: int) -> None:
+        """pi_theta's evaluation (val/return, val/normalized_score) and, with `eval_prior`, the decoded prior's on
+        the same reset seeds (val/prior_return, val/prior_normalized_score)."""
         self.reset_plan()  # every evaluation episode starts with a fresh plan
         super().validation_step(seeds, batch_idx)
+        if not self.eval_prior:
+            return
+        datamodule = self.trainer.datamodule
+        if seeds.numel():
+            with self.prior_policy():
+                returns, _ = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs, seeds.tolist(),
+                                     datamodule.observation_space)
+            returns_t = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
+            self.val_prior_return.update(returns_t)
+            score = datamodule.normalized_score(returns_t)
+            if score is not None:
+                self.val_prior_normalized_score.update(score)
+        self.log("val/prior_return", self.val_prior_return, on_step=False, on_epoch=True)
+        if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
+            self.log("val/prior_normalized_score", self.val_prior_normalized_score, on_step=False, on_epoch=True)
 
     def teardown(self, stage: str) -> None:
         if self._online is not None:
