@@ -46,6 +46,31 @@ def trainer(max_steps: int, root: Path, **kwargs) -> L.Trainer:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def test_replay_buffer_rows_are_the_fields_packed():
+    """Writes that wrap the ring, batches and field-view writes agree with per-field bookkeeping, exactly."""
+    from lit_offrl.data.online import ReplayBuffer
+
+    gen = torch.Generator().manual_seed(0)
+    buffer, expected = ReplayBuffer(7, obs_dim=3, action_dim=2), {}
+    fields = {"obs": (3,), "action": (2,), "reward": (), "next_obs": (3,), "terminal": (), "truncated": ()}
+    for n in (4, 5):  # 9 rows into 7: rows 0 and 1 are overwritten
+        rows = {name: torch.randn(n, *shape, generator=gen) for name, shape in fields.items()}
+        written = buffer.add(**rows)
+        for name, value in rows.items():
+            expected.setdefault(name, torch.zeros(7, *fields[name]))[written] = value
+    assert buffer.pos == 2 and len(buffer) == 7
+    buffer.truncated[3] = 1.0  # through a view, into the packed rows
+    expected["truncated"][3] = 1.0
+    index = torch.tensor([6, 0, 3, 3, 1])
+    batch = buffer.batch(index)
+    for name in ("obs", "action", "reward", "next_obs", "terminal"):
+        assert torch.equal(getattr(batch, name), expected[name][index]), name
+    assert all(torch.equal(getattr(buffer, name), expected[name]) for name in fields)
+    restored = ReplayBuffer(7, obs_dim=3, action_dim=2)
+    restored.load_state_dict(buffer.state_dict())
+    assert torch.equal(restored.rows, buffer.rows) and restored.pos == 2
+
+
 def test_transitions_keep_truncation_apart_from_termination():
     """Pendulum only truncates (200 steps): no terminal, next_obs is the final observation, not the reset one."""
     dm = OnlineDataModule("Pendulum-v1", capacity=1000, warmup_steps=0, eval_episodes=0)

@@ -63,7 +63,9 @@ class ReplayBuffer:
 
     Besides the `Batch` fields it keeps `truncated` (1 where an episode was cut: time limit or an interrupted
     run), so episodes can be read back in order (`terminal | truncated` ends one) while the buffer has not
-    wrapped.
+    wrapped. As in `Transitions`, the fields are column views of one (capacity, F) tensor `rows`: a write is one
+    `index_copy_` and a minibatch one `index_select` of B rows, and writes through a field view (`buffer.truncated[i]
+    = 1`) land in `rows`.
     """
 
     FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated")
@@ -71,34 +73,40 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: torch.device | str = "cpu"):
         self.capacity = int(capacity)
         widths = {"obs": obs_dim, "action": action_dim, "next_obs": obs_dim}
-        for name in self.FIELDS:
-            shape = (self.capacity, widths[name]) if name in widths else (self.capacity,)
-            setattr(self, name, torch.zeros(shape, dtype=torch.float32, device=device))
+        self._widths = [widths.get(name, 1) for name in self.FIELDS]
+        self._vectors = [name not in widths for name in self.FIELDS]
+        self.rows = torch.zeros((self.capacity, sum(self._widths)), dtype=torch.float32, device=device)
+        for name, view in zip(self.FIELDS, self._split(self.rows)):
+            setattr(self, name, view)
         self.pos = 0   # next row to write
         self.size = 0  # rows holding data
+
+    def _split(self, rows: Tensor) -> list[Tensor]:
+        """Rows (..., F) -> the fields as views: (...) for per-transition scalars, (..., width) otherwise."""
+        parts = rows.split(self._widths, dim=-1)
+        return [part.squeeze(-1) if vector else part for vector, part in zip(self._vectors, parts)]
 
     def __len__(self) -> int:
         return self.size
 
     @property
     def device(self) -> torch.device:
-        return self.reward.device
+        return self.rows.device
 
     def add(self, **rows: Tensor) -> Tensor:
         """Write n transitions (each field an (n, ...) tensor); returns the rows written (a CPU tensor)."""
         n = rows["reward"].shape[0]
         index = (self.pos + torch.arange(n)) % self.capacity
-        on_device = index.to(self.device)
-        for name in self.FIELDS:
-            getattr(self, name).index_copy_(0, on_device, rows[name].to(self.device, torch.float32))
+        packed = torch.cat([rows[name].to(self.device, torch.float32).reshape(n, -1) for name in self.FIELDS], dim=1)
+        self.rows.index_copy_(0, index.to(self.device), packed)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return index
 
     def batch(self, index: Tensor) -> Batch:
-        index = index.to(self.device, non_blocking=True)
-        return Batch(self.obs[index], self.action[index], self.reward[index], self.next_obs[index],
-                     self.terminal[index])
+        obs, action, reward, next_obs, terminal, _ = self._split(
+            self.rows.index_select(0, index.to(self.device, non_blocking=True)))
+        return Batch(obs, action, reward, next_obs, terminal)
 
     def state_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "pos": self.pos, "size": self.size,
