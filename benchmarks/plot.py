@@ -3,10 +3,13 @@
     pip install -e ".[bench]"        # matplotlib
     python benchmarks/plot.py                      # every dataset found under benchmarks/runs
     python benchmarks/plot.py --steps 20000 --datasets lit-offrl/maze2d/umaze-v0
+    python benchmarks/plot.py --steps 20000 --datasets lit-offrl/maze2d/medium-v0 --algos LAPO PLAS BCQ LatentEM \
+        TD3BC --name algos2                        # a subset, in scores_<dataset>_<steps>_algos2.png
 
 * `benchmarks/figures/scores_<dataset>.png`: normalized score against gradient updates, one line per algorithm
   (mean over seeds) with a band from the lowest to the highest seed; runs are the folders
-  `<dataset>_<algo>_seed<k>_<steps>/run` that benchmarks/scores.py writes.
+  `<dataset>_<algo>_seed<k>_<steps>/run` that benchmarks/scores.py writes. Runs that also log
+  `val/prior_normalized_score` (LatentEM: its decoded prior policy) get a dashed "<algo> prior" line.
 * `benchmarks/figures/throughput.png`: updates/s of lit_offrl, the plain PyTorch loop and d3rlpy per algorithm
   (benchmarks/results/throughput.json, written by benchmarks/throughput.py).
 """
@@ -27,26 +30,28 @@ FIGURES = REPO / "benchmarks" / "figures"
 RUN_NAME = re.compile(r"^(?P<dataset>.+)_(?P<algo>[A-Za-z0-9]+)_seed(?P<seed>\d+)_(?P<steps>\d+)$")
 
 
-def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_curve(run_dir: Path, tag: str = "val/normalized_score") -> tuple[np.ndarray, np.ndarray]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     scalars = EventAccumulator(str(run_dir)).Reload()
-    if "val/normalized_score" not in scalars.Tags()["scalars"]:
+    if tag not in scalars.Tags()["scalars"]:
         return np.zeros(0), np.zeros(0)
-    events = scalars.Scalars("val/normalized_score")
+    events = scalars.Scalars(tag)
     return np.array([e.step + 1 for e in events]), np.array([e.value for e in events])
 
 
-def collect(steps: int | None) -> dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
-    """{dataset: {algo: [(updates, scores) per seed]}} for the runs under benchmarks/runs."""
+def collect(steps: int | None, algos: list[str] | None = None) -> dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+    """{dataset: {algo: [(updates, scores) per seed]}} for the runs under benchmarks/runs ("<algo> prior": the
+    decoded prior's curve, where a run logs one)."""
     found: dict = defaultdict(lambda: defaultdict(list))
     for run_dir in sorted(RUNS.glob("*/run")):
         match = RUN_NAME.match(run_dir.parent.name)
-        if not match or (steps and int(match["steps"]) != steps):
+        if not match or (steps and int(match["steps"]) != steps) or (algos and match["algo"] not in algos):
             continue
-        updates, scores = read_curve(run_dir)
-        if len(updates) and updates[-1] >= int(match["steps"]):
-            found[match["dataset"]][match["algo"]].append((updates, scores))
+        for tag, label in (("val/normalized_score", match["algo"]), ("val/prior_normalized_score", f"{match['algo']} prior")):
+            updates, scores = read_curve(run_dir, tag)
+            if len(updates) and updates[-1] >= int(match["steps"]):
+                found[match["dataset"]][label].append((updates, scores))
     return found
 
 
@@ -61,7 +66,8 @@ def plot_scores(dataset: str, by_algo: dict, out: Path) -> None:
         length = min(len(u) for u, _ in runs)
         updates = runs[0][0][:length]
         scores = np.stack([s[:length] for _, s in runs])
-        line, = ax.plot(updates, scores.mean(0), marker="o", markersize=3, label=f"{algo} ({len(runs)} seeds)")
+        line, = ax.plot(updates, scores.mean(0), marker="o", markersize=3, label=f"{algo} ({len(runs)} seeds)",
+                        linestyle="--" if algo.endswith(" prior") else "-")
         ax.fill_between(updates, scores.min(0), scores.max(0), color=line.get_color(), alpha=0.15)
     ax.set_xlabel("gradient updates")
     ax.set_ylabel("normalized score (x100)")
@@ -106,14 +112,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="only runs of this length")
     parser.add_argument("--datasets", nargs="*", default=None, help="dataset ids (default: all found)")
+    parser.add_argument("--algos", nargs="*", default=None, help="only these algorithms (default: all found)")
+    parser.add_argument("--name", default="", help="suffix of the score figures' file names")
     parser.add_argument("--throughput", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
     args = parser.parse_args()
     FIGURES.mkdir(parents=True, exist_ok=True)
     wanted = {d.replace("/", "_") for d in args.datasets} if args.datasets else None
-    for dataset, by_algo in collect(args.steps).items():
+    for dataset, by_algo in collect(args.steps, args.algos).items():
         if wanted and dataset not in wanted:
             continue
-        out = FIGURES / f"scores_{dataset}{'_' + str(args.steps) if args.steps else ''}.png"
+        out = FIGURES / f"scores_{dataset}{'_' + str(args.steps) if args.steps else ''}{'_' + args.name if args.name else ''}.png"
         plot_scores(dataset, by_algo, out)
         print(f"wrote {out.relative_to(REPO)}")
     if args.throughput.exists():
