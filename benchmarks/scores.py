@@ -8,7 +8,8 @@ datasets, `locomotion` otherwise), evaluated every `--eval-every` updates on `--
 dataset's evaluation env; the TensorBoard logs go to benchmarks/runs/<dataset>_<algo>_seed<k>_<steps>/run (read by
 benchmarks/plot.py). `--jobs` runs that many fits at once, splitting the CPU threads between them. A run whose
 log already holds the final evaluation is not repeated. Prints a markdown table (final score, mean ± std over
-seeds) and writes every curve as JSON.
+seeds) and writes every curve as JSON. A variant of one algorithm (extra CLI arguments after `--`) gets its own
+run folders with `--label`, e.g. `--algos IQL --label IQLconstlr -- --model.actor_cosine_decay false`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def curve(run_dir: Path, tag: str = "val/normalized_score") -> list[tuple[int, f
 
 
 def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
-    name = run_name(dataset_id, algo, seed, args.steps)
+    name = run_name(dataset_id, args.label or algo, seed, args.steps)
     points = curve(RUNS / name / "run")
     if points and points[-1][0] >= args.steps:
         return {"curve": points, "seconds": None, "cached": True}
@@ -103,15 +104,19 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--label", default=None, help="one algorithm run with other settings (the extra arguments): "
+                        "its name in run folders and tables, letters and digits (e.g. IQLconstlr)")
     parser.add_argument("extra", nargs="*", help="extra CLI arguments after --, passed to every fit")
     args = parser.parse_args()
+    if args.label is not None and (len(args.algos) != 1 or not args.label.isalnum()):
+        parser.error("--label names one algorithm's variant: give one --algos and a label of letters and digits")
 
     jobs = [(algo, dataset_id, seed) for dataset_id in args.datasets for algo in args.algos for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         finished = list(pool.map(lambda job: fit(*job, args), jobs))
     results: dict = {}
     for (algo, dataset_id, seed), run in zip(jobs, finished):
-        results.setdefault(dataset_id, {}).setdefault(algo, {})[str(seed)] = run
+        results.setdefault(dataset_id, {}).setdefault(args.label or algo, {})[str(seed)] = run
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"steps": args.steps, "eval_every": args.eval_every, "seeds": args.seeds,
                                     "eval_episodes": args.eval_episodes, "extra": args.extra, "results": results},
