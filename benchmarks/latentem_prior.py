@@ -1,0 +1,61 @@
+"""LatentEM checkpoints evaluated four ways on the data module's evaluation episodes: pi_theta (its mean and a
+sample) and the decoded prior it starts from (alpha = 0, the mean of N(0, I), and alpha ~ N(0, I) clipped to the
+latent box), plus the mean action size of each against the data's chunks.
+
+    python benchmarks/latentem_prior.py benchmarks/runs/lit-offrl_maze2d_medium-v0_LatentEM_seed*_20000/run/checkpoints/last.ckpt \
+        --dataset-id lit-offrl/maze2d/medium-v0
+
+Training logs the first and third (val/normalized_score, val/prior_normalized_score) at every evaluation; this
+adds the sampled ones and says what the decoder makes of the prior.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+
+from lit_offrl.algos import LatentEM
+from lit_offrl.data.datamodule import OfflineDataModule
+from lit_offrl.evaluation.rollout import make_vector_env, rollout
+
+MODES = (("pi_theta, mean", False, True), ("pi_theta, sample", False, False),
+         ("prior, alpha = 0", True, True), ("prior, alpha ~ N(0, I)", True, False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--dataset-id", default="lit-offrl/maze2d/medium-v0")
+    parser.add_argument("--episodes", type=int, default=50)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print("| checkpoint | " + " | ".join(name for name, _, _ in MODES) + " | mean abs action: data / alpha = 0 / pi_theta |")
+    print("|---" * (len(MODES) + 2) + "|")
+    for path in args.checkpoints:
+        model = LatentEM.load_from_checkpoint(path, map_location="cpu").eval()
+        dm = OfflineDataModule(args.dataset_id, eval_episodes=args.episodes, sequence_length=model.horizon,
+                               batch_size=1024)
+        dm.setup("fit")
+        envs = make_vector_env(dm.make_eval_env, args.episodes)
+        scores = []
+        for _, prior, deterministic in MODES:
+            torch.manual_seed(0)
+            model.reset_plan()
+            with model.prior_policy() if prior else contextlib.nullcontext():
+                returns, _ = rollout(lambda obs: model.act(obs, deterministic).cpu().numpy(), envs,
+                                     dm.episode_seeds(), dm.observation_space)
+            scores.append(float(dm.normalized_score(torch.as_tensor(returns, dtype=torch.float32)).mean()))
+        envs.close()
+        batch = next(iter(dm.train_dataloader()))
+        with torch.no_grad():
+            zero = model.decode_plan(batch.first_obs, torch.zeros(len(batch.first_obs), model.latent_dim))
+            policy = model.decode_plan(batch.first_obs, model.policy.act(batch.first_obs))
+        sizes = [float(a.abs().mean()) for a in (batch.action, zero, policy)]
+        print(f"| {path} | " + " | ".join(f"{s:.1f}" for s in scores) + " | "
+              + " / ".join(f"{s:.2f}" for s in sizes) + " |")
+
+
+if __name__ == "__main__":
+    main()
