@@ -16,13 +16,15 @@ class UpdateCheckpoint(ModelCheckpoint):
     optimization; this callback counts the module's updates. Before writing, it checks that no loss has
     gone NaN/inf, so a checkpoint never holds broken weights. By default only `last.ckpt` is kept
     (`save_top_k: -1` keeps one file per save, named by update count). `fit --ckpt_path last` resumes it.
+    A run resumed from a folder it was not started in (a moved run, a new Minari root) goes on writing
+    `last.ckpt` there: no version counter, so no `last-v1.ckpt` beside a stale `last.ckpt`.
     """
 
     def __init__(self, every_n_updates: int = 10_000, save_top_k: int = 0, dirpath: str | None = None,
                  filename: str = "updates={updates}", save_last: bool = True):
         super().__init__(dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
                          every_n_train_steps=0, every_n_epochs=0, save_on_train_epoch_end=False,
-                         auto_insert_metric_name=False)
+                         auto_insert_metric_name=False, enable_version_counter=False)
         self.every_n_updates = every_n_updates
         self._last_update_saved = -1
 

@@ -204,6 +204,23 @@ def test_killed_online_run_resumes_with_its_buffer(tmp_path):
     assert bool(resumed.buffer.truncated[cut - 1]) == episode_in_progress
 
 
+def test_a_run_resumed_in_a_moved_folder_keeps_writing_last_ckpt(tmp_path):
+    """Checkpoints moved to another folder (a new Minari root, a copied run) and resumed there: the run goes on
+    writing last.ckpt, not last-v1.ckpt beside a stale last.ckpt that the next resume would read."""
+    def run(max_steps: int, folder: Path, resume: bool) -> None:
+        dm = OnlineDataModule("InvertedPendulum-v5", capacity=200, warmup_steps=20, batch_size=16, eval_episodes=0)
+        checkpoint = UpdateCheckpoint(every_n_updates=10, dirpath=str(folder))
+        trainer(max_steps, folder, callbacks=[checkpoint], enable_checkpointing=True).fit(
+            SAC(dm.obs_dim, dm.action_dim, hidden_dims=(8,)), dm, ckpt_path=str(folder / "last.ckpt") if resume else None)
+
+    run(10, tmp_path / "first", False)
+    (tmp_path / "first").rename(tmp_path / "moved")
+    run(20, tmp_path / "moved", True)
+    assert sorted(p.name for p in (tmp_path / "moved").glob("*.ckpt")) == ["last.ckpt"]
+    state = torch.load(tmp_path / "moved" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(state["state_dict"]["num_updates"]) == 20
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The locomotion recipes (tiny versions: 200 SAC updates, 1,200-step levels)
 # ----------------------------------------------------------------------------------------------------------------
