@@ -245,6 +245,15 @@ class OfflineRLModule(L.LightningModule):
             self.check_finite()
 
     def validation_step(self, seeds: Tensor, batch_idx: int) -> None:
+        self.evaluate_episodes(seeds, "val/", self.val_return, self.val_normalized_score, self.val_episode_length,
+                               prog_bar=True)
+
+    def evaluate_episodes(self, seeds: Tensor, prefix: str, returns: MeanMetric, scores: MeanMetric,
+                          lengths: MeanMetric | None = None, prog_bar: bool = False) -> None:
+        """Roll `act` out for one episode per seed in the evaluation envs, feed the metrics and log them as
+        `<prefix>return`, `<prefix>episode_length` (with `lengths`) and `<prefix>normalized_score` (when the
+        dataset has reference scores). Metrics are logged on every rank, with or without seeds, so DDP reduces
+        them over all of them."""
         datamodule = self.trainer.datamodule
         seeds = seeds.tolist()
         if seeds:
@@ -252,18 +261,20 @@ class OfflineRLModule(L.LightningModule):
                 if self._eval_envs is not None:
                     self._eval_envs.close()
                 self._eval_envs = make_vector_env(datamodule.make_eval_env, len(seeds))
-            returns, lengths = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs, seeds,
-                                       datamodule.observation_space)
-            returns_t = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
-            self.val_return.update(returns_t)
-            self.val_episode_length.update(torch.as_tensor(lengths, dtype=torch.float32, device=self.device))
+            episode_returns, episode_lengths = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs,
+                                                       seeds, datamodule.observation_space)
+            returns_t = torch.as_tensor(episode_returns, dtype=torch.float32, device=self.device)
+            returns.update(returns_t)
+            if lengths is not None:
+                lengths.update(torch.as_tensor(episode_lengths, dtype=torch.float32, device=self.device))
             score = datamodule.normalized_score(returns_t)
             if score is not None:
-                self.val_normalized_score.update(score)
-        self.log("val/return", self.val_return, on_step=False, on_epoch=True)
-        self.log("val/episode_length", self.val_episode_length, on_step=False, on_epoch=True)
+                scores.update(score)
+        self.log(f"{prefix}return", returns, on_step=False, on_epoch=True)
+        if lengths is not None:
+            self.log(f"{prefix}episode_length", lengths, on_step=False, on_epoch=True)
         if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
-            self.log("val/normalized_score", self.val_normalized_score, on_step=False, on_epoch=True, prog_bar=True)
+            self.log(f"{prefix}normalized_score", scores, on_step=False, on_epoch=True, prog_bar=prog_bar)
 
     def on_fit_end(self) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}

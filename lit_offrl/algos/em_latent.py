@@ -78,7 +78,6 @@ from lit_offrl.algos.base import OfflineRLModule
 from lit_offrl.data import minari_io
 from lit_offrl.data.buffer import Batch, SequenceBatch
 from lit_offrl.errors import UserError
-from lit_offrl.evaluation import rollout
 from lit_offrl.nets import ValueNetwork, mlp
 from lit_offrl.nets.vae import ConditionalVAE, mean_vae_loss
 
@@ -412,21 +411,9 @@ class LatentEM(OfflineRLModule):
         the same reset seeds (val/prior_return, val/prior_normalized_score)."""
         self.reset_plan()  # every evaluation episode starts with a fresh plan
         super().validation_step(seeds, batch_idx)
-        if not self.eval_prior:
-            return
-        datamodule = self.trainer.datamodule
-        if seeds.numel():
+        if self.eval_prior:
             with self.prior_policy():
-                returns, _ = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs, seeds.tolist(),
-                                     datamodule.observation_space)
-            returns_t = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
-            self.val_prior_return.update(returns_t)
-            score = datamodule.normalized_score(returns_t)
-            if score is not None:
-                self.val_prior_normalized_score.update(score)
-        self.log("val/prior_return", self.val_prior_return, on_step=False, on_epoch=True)
-        if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
-            self.log("val/prior_normalized_score", self.val_prior_normalized_score, on_step=False, on_epoch=True)
+                self.evaluate_episodes(seeds, "val/prior_", self.val_prior_return, self.val_prior_normalized_score)
 
     def teardown(self, stage: str) -> None:
         if self._online is not None:
