@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -72,6 +72,17 @@ class SequenceBatch(NamedTuple):
 _ROW_FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "next_action")
 
 
+def pack_rows(fields: Sequence[Tensor]) -> Tensor:
+    """Per-transition fields, (N,) or (N, width) each, side by side in one (N, F) tensor: one row per transition."""
+    return torch.cat([f.reshape(len(f), -1) for f in fields], dim=1)
+
+
+def split_rows(rows: Tensor, widths: Sequence[int], vectors: Sequence[bool]) -> list[Tensor]:
+    """Rows (..., F) -> the fields as views: (...) for per-transition scalars (`vectors`), (..., width) otherwise."""
+    parts = rows.split(list(widths), dim=-1)
+    return [part.squeeze(-1) if vector else part for vector, part in zip(vectors, parts)]
+
+
 @dataclass
 class Transitions:
     """All transitions of a dataset as tensors, with episode bounds kept for sequence sampling.
@@ -102,7 +113,7 @@ class Transitions:
         self._vectors = [f.dim() == 1 for f in fields]
         packable = (len(self) > 0 and len({(f.dtype, f.device) for f in fields}) == 1
                     and all(f.dim() in (1, 2) and len(f) == len(self) for f in fields))
-        self._rows = torch.cat([f.reshape(len(self), -1) for f in fields], dim=1) if packable else None
+        self._rows = pack_rows(fields) if packable else None
         if self._rows is not None:
             self._set_views()
 
@@ -111,9 +122,7 @@ class Transitions:
             setattr(self, name, view)
 
     def _split(self, rows: Tensor) -> list[Tensor]:
-        """Rows (..., F) -> the fields as views, (...) for per-transition scalars and (..., width) otherwise."""
-        parts = rows.split(self._widths, dim=-1)
-        return [part.squeeze(-1) if vector else part for vector, part in zip(self._vectors, parts)]
+        return split_rows(rows, self._widths, self._vectors)
 
     def __len__(self) -> int:
         return self.reward.shape[0]

@@ -49,7 +49,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from lit_offrl.data import minari_io
-from lit_offrl.data.buffer import Batch, batch_seed
+from lit_offrl.data.buffer import Batch, batch_seed, pack_rows, split_rows
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.errors import UserError
 
@@ -76,15 +76,10 @@ class ReplayBuffer:
         self._widths = [widths.get(name, 1) for name in self.FIELDS]
         self._vectors = [name not in widths for name in self.FIELDS]
         self.rows = torch.zeros((self.capacity, sum(self._widths)), dtype=torch.float32, device=device)
-        for name, view in zip(self.FIELDS, self._split(self.rows)):
+        for name, view in zip(self.FIELDS, split_rows(self.rows, self._widths, self._vectors)):
             setattr(self, name, view)
         self.pos = 0   # next row to write
         self.size = 0  # rows holding data
-
-    def _split(self, rows: Tensor) -> list[Tensor]:
-        """Rows (..., F) -> the fields as views: (...) for per-transition scalars, (..., width) otherwise."""
-        parts = rows.split(self._widths, dim=-1)
-        return [part.squeeze(-1) if vector else part for vector, part in zip(self._vectors, parts)]
 
     def __len__(self) -> int:
         return self.size
@@ -97,15 +92,15 @@ class ReplayBuffer:
         """Write n transitions (each field an (n, ...) tensor); returns the rows written (a CPU tensor)."""
         n = rows["reward"].shape[0]
         index = (self.pos + torch.arange(n)) % self.capacity
-        packed = torch.cat([rows[name].to(self.device, torch.float32).reshape(n, -1) for name in self.FIELDS], dim=1)
+        packed = pack_rows([rows[name].to(self.device, torch.float32) for name in self.FIELDS])
         self.rows.index_copy_(0, index.to(self.device), packed)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
         return index
 
     def batch(self, index: Tensor) -> Batch:
-        obs, action, reward, next_obs, terminal, _ = self._split(
-            self.rows.index_select(0, index.to(self.device, non_blocking=True)))
+        obs, action, reward, next_obs, terminal, _ = split_rows(
+            self.rows.index_select(0, index.to(self.device, non_blocking=True)), self._widths, self._vectors)
         return Batch(obs, action, reward, next_obs, terminal)
 
     def state_dict(self) -> dict[str, Any]:
