@@ -30,14 +30,20 @@ FIGURES = REPO / "benchmarks" / "figures"
 RUN_NAME = re.compile(r"^(?P<dataset>.+)_(?P<algo>[A-Za-z0-9]+)_seed(?P<seed>\d+)_(?P<steps>\d+)$")
 
 
-def read_curve(run_dir: Path, tag: str = "val/normalized_score") -> tuple[np.ndarray, np.ndarray]:
+CURVES = (("val/normalized_score", ""), ("val/prior_normalized_score", " prior"))  # (tag, label suffix)
+
+
+def read_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tag: (updates, values)} for the tags of `CURVES` that the run's TensorBoard log holds (one read)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     scalars = EventAccumulator(str(run_dir)).Reload()
-    if tag not in scalars.Tags()["scalars"]:
-        return np.zeros(0), np.zeros(0)
-    events = scalars.Scalars(tag)
-    return np.array([e.step + 1 for e in events]), np.array([e.value for e in events])
+    found = {}
+    for tag, _ in CURVES:
+        if tag in scalars.Tags()["scalars"]:
+            events = scalars.Scalars(tag)
+            found[tag] = np.array([e.step + 1 for e in events]), np.array([e.value for e in events])
+    return found
 
 
 def collect(steps: int | None, algos: list[str] | None = None) -> dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
@@ -48,10 +54,11 @@ def collect(steps: int | None, algos: list[str] | None = None) -> dict[str, dict
         match = RUN_NAME.match(run_dir.parent.name)
         if not match or (steps and int(match["steps"]) != steps) or (algos and match["algo"] not in algos):
             continue
-        for tag, label in (("val/normalized_score", match["algo"]), ("val/prior_normalized_score", f"{match['algo']} prior")):
-            updates, scores = read_curve(run_dir, tag)
+        curves = read_curves(run_dir)
+        for tag, suffix in CURVES:
+            updates, scores = curves.get(tag, (np.zeros(0), np.zeros(0)))
             if len(updates) and updates[-1] >= int(match["steps"]):
-                found[match["dataset"]][label].append((updates, scores))
+                found[match["dataset"]][match["algo"] + suffix].append((updates, scores))
     return found
 
 
