@@ -33,11 +33,14 @@ def main() -> None:
     torch.set_num_threads(1)
     print("| checkpoint | " + " | ".join(name for name, _, _ in MODES) + " | mean abs action: data / alpha = 0 / pi_theta |")
     print("|---" * (len(MODES) + 2) + "|")
+    data: dict[int, OfflineDataModule] = {}  # by horizon: the dataset is loaded once for the seeds of one setting
     for path in args.checkpoints:
         model = LatentEM.load_from_checkpoint(path, map_location="cpu").eval()
-        dm = OfflineDataModule(args.dataset_id, eval_episodes=args.episodes, sequence_length=model.horizon,
-                               batch_size=1024)
-        dm.setup("fit")
+        if model.horizon not in data:
+            data[model.horizon] = OfflineDataModule(args.dataset_id, eval_episodes=args.episodes,
+                                                    sequence_length=model.horizon, batch_size=1024)
+            data[model.horizon].setup("fit")
+        dm = data[model.horizon]
         envs = make_vector_env(dm.make_eval_env, args.episodes)
         scores = []
         for _, prior, deterministic in MODES:
