@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scores import read_log
+
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "benchmarks" / "runs"
 FIGURES = REPO / "benchmarks" / "figures"
@@ -35,15 +37,8 @@ CURVES = (("val/normalized_score", ""), ("val/prior_normalized_score", " prior")
 
 def read_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{tag: (updates, values)} for the tags of `CURVES` that the run's TensorBoard log holds (one read)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    scalars = EventAccumulator(str(run_dir)).Reload()
-    found = {}
-    for tag, _ in CURVES:
-        if tag in scalars.Tags()["scalars"]:
-            events = scalars.Scalars(tag)
-            found[tag] = np.array([e.step + 1 for e in events]), np.array([e.value for e in events])
-    return found
+    found, _ = read_log(run_dir, tuple(tag for tag, _ in CURVES))
+    return {tag: (np.array([u for u, _ in points]), np.array([v for _, v in points])) for tag, points in found.items()}
 
 
 def collect(steps: int | None, algos: list[str] | None = None) -> dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]]:

@@ -55,22 +55,32 @@ def run_name(dataset_id: str, algo: str, seed: int, steps: int) -> str:
     return f"{dataset_id.replace('/', '_')}_{algo}_seed{seed}_{steps}"
 
 
-def curve(run_dir: Path, tag: str = "val/normalized_score") -> list[tuple[int, float]]:
+def read_log(run_dir: Path, tags: tuple[str, ...] = ("val/normalized_score",)) -> tuple[dict[str, list[tuple[int, float]]], float | None]:
+    """One read of a run's TensorBoard log: ({tag: [(updates, value), ...]} for the `tags` it holds, seconds from its
+    first to its last event). The seconds are the fit's wall time less process start-up, so a finished run that
+    is not repeated still reports its time."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not run_dir.exists():
-        return []
+        return {}, None
     scalars = EventAccumulator(str(run_dir)).Reload()
-    if tag not in scalars.Tags()["scalars"]:
-        return []
-    return [(int(e.step) + 1, float(e.value)) for e in scalars.Scalars(tag)]
+    present = scalars.Tags()["scalars"]
+    found = {tag: [(int(e.step) + 1, float(e.value)) for e in scalars.Scalars(tag)] for tag in tags if tag in present}
+    times = [e.wall_time for tag in present for e in scalars.Scalars(tag)]
+    return found, (max(times) - min(times) if times else None)
+
+
+def curve(run_dir: Path) -> tuple[list[tuple[int, float]], float | None]:
+    """(the normalized-score curve, the logged wall time in seconds) of one run."""
+    found, seconds = read_log(run_dir)
+    return found.get("val/normalized_score", []), seconds
 
 
 def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
     name = run_name(dataset_id, args.label or algo, seed, args.steps)
-    points = curve(RUNS / name / "run")
+    points, logged_seconds = curve(RUNS / name / "run")
     if points and points[-1][0] >= args.steps:
-        return {"curve": points, "seconds": None, "cached": True}
+        return {"curve": points, "seconds": logged_seconds, "cached": True}
     if (RUNS / name).exists():
         import shutil
 
@@ -88,8 +98,8 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
     seconds = time.time() - start
     if proc.returncode != 0:
         print(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
-        return {"curve": curve(RUNS / name / "run"), "seconds": seconds, "failed": True}
-    points = curve(RUNS / name / "run")
+        return {"curve": curve(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
+    points = curve(RUNS / name / "run")[0]
     print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
     return {"curve": points, "seconds": seconds}
 
