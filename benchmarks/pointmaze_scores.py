@@ -76,7 +76,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "eval_episodes": args.eval_episodes,
                                     "dataset_id": args.dataset_id, "results": results}, indent=2))
-    print(f"\n| algorithm | updates | seeds | normalized score (mean ± std) | per seed |\n|---|---|---|---|---|")
+    print("\n| algorithm | updates | seeds | normalized score (mean ± std) | per seed |\n|---|---|---|---|---|")
     for algo, r in results.items():
         s = np.array(r["scores"])
         seeds = "-" if algo == "random" else len(s)
