@@ -90,7 +90,7 @@ def latent_space(model: LatentEM, dm: OfflineDataModule) -> list[str]:
     mu = model.policy(obs).mean.clamp(-model.max_latent, model.max_latent)
     gain = (model.return_model(obs, mu) - model.return_model(obs, torch.zeros_like(mu))).mean()
     return [f"{std.mean():.2f}", f"{spread:.3f} / {chunk.std(0).mean():.3f}", f"{recon[0]:.3f} / {recon[1]:.3f}",
-            f"{errors[0]:.0f} / {errors[1]:.0f}", f"{gain:.1f}", f"{mu.abs().mean():.2f}"]
+            f"{errors[0]:.3g} / {errors[1]:.3g}", f"{gain:.1f}", f"{mu.abs().mean():.2f}"]
 
 
 if __name__ == "__main__":

@@ -252,6 +252,25 @@ def test_offline_return_targets_and_losses_match_the_equations(chunk_dm, tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(vae_before, model.vae.parameters()))
 
 
+def test_the_vae_weighs_the_kl_as_plas_does_per_action(chunk_dm, tmp_path):
+    """kl_weight=None (the default) is 0.5 / H: PLAS's recon + 0.5 KL per action, spread over a chunk's H actions."""
+    sizes = dict(hidden_dims=(32, 32), vae_hidden_dims=(32, 32))
+    assert LatentEM(3, 2, horizon=8, kl_weight=0.3, **sizes).kl_weight == 0.3
+    model = attached(LatentEM(chunk_dm.obs_dim, chunk_dm.action_dim, horizon=4, vae_steps=10, return_steps=10,
+                              **sizes), chunk_dm, tmp_path)
+    assert model.kl_weight == 0.125
+    batch = chunk_dm.transitions.sequences(torch.arange(32) * 150, 4)
+    obs, chunk = batch.obs[:, 0], batch.action.reshape(32, 4 * chunk_dm.action_dim)
+    with torch.no_grad():
+        mean, log_std = model.vae.encode_log_std(obs, chunk)
+        torch.manual_seed(5)
+        z = mean + log_std.exp() * torch.randn_like(mean)
+        recon = (model.vae.decoder(torch.cat([obs, z], -1)) - chunk).pow(2).mean(-1)
+        kl = 0.5 * (mean.pow(2) + log_std.exp().pow(2) - 1.0 - 2.0 * log_std).mean(-1)
+    torch.manual_seed(5)
+    torch.testing.assert_close(model.update(batch)["vae_loss"], (recon + 0.125 * kl).mean())
+
+
 def test_open_loop_execution_plays_the_decoded_chunk_then_plans_again(chunk_dm, tmp_path):
     model = LatentEM(chunk_dm.obs_dim, chunk_dm.action_dim, horizon=4, hidden_dims=(32, 32), vae_hidden_dims=(32, 32))
     obs = torch.randn(6, 5, chunk_dm.obs_dim)

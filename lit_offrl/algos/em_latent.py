@@ -55,7 +55,15 @@ also rolls out the decoded prior, alpha = 0 (the mean of N(0, I); `with model.pr
 rollouts), on the same reset seeds: val/prior_normalized_score is the policy EM starts from and has to improve on.
 
 Defaults: K = 20 samples and epsilon = 0.1 from MPO (Abdolmaleki et al. 2018); the VAE as PLAS's (750-750,
-beta 0.5 with per-element means, lr 1e-4, latent 2 |A|, mean bound 2); V, R_phi and pi_theta 256-256 with Adam
+lr 1e-4, latent 2 |A|, mean bound 2) with PLAS's balance of reconstruction and KL per action: beta = 0.5 / H
+(`kl_weight=None`). PLAS weighs 0.5 KL / d_z against the squared error of one action / |A|; with per-element
+means over a chunk the same 0.5 would weigh the KL H times as much against each action's error (in sum form
+beta_sum = kl_weight H |A| / d_z: PLAS 0.25, a chunk of 8 at 0.5 gives 2). At 0.5 the posterior collapses on
+Hopper medium-replay (posterior std 0.99 after 4k and after 20k VAE updates, decoded chunks move 0.03 over the
+whole prior), R_phi then cannot depend on alpha, and EM has nothing to search; at 0.5 / H the posterior std is
+0.55 and the decoder's output spans the data's chunks (BENCHMARKS.md). The trade goes the other way on maze2d
+Medium: at 0.5 / H pi_theta's means sit at the latent box's edge, which the weaker-regularized decoder maps to
+chunks larger than the data's, and 0.5 scores higher there (configs/latent_em/pointmaze.yaml keeps 0.5). V, R_phi and pi_theta 256-256 with Adam
 3e-4, gamma 0.99, Polyak 0.005 (CORL). Our choices where the paper gives none for this setting: horizon H = 8,
 200k VAE updates and 200k return-model updates before EM, the state-dependent policy std in [e^-5, e^2].
 """
@@ -182,7 +190,7 @@ class LatentEM(OfflineRLModule):
                  return_source: Literal["offline", "online"] = "offline", num_samples: int = 20,
                  epsilon: float = 0.1, eta_mode: Literal["dual", "fixed"] = "dual", eta: float = 1.0,
                  return_latent: Literal["sample", "mean"] = "sample", max_latent: float = 2.0, gamma: float = 0.99,
-                 tau: float = 0.005, kl_weight: float = 0.5,
+                 tau: float = 0.005, kl_weight: float | None = None,
                  vae_steps: int = 200_000, return_steps: int = 200_000, vae_lr: float = 1e-4,
                  value_lr: float = 3e-4, return_lr: float = 3e-4, policy_lr: float = 3e-4,
                  vae_hidden_dims: tuple[int, ...] = (750, 750), hidden_dims: tuple[int, ...] = (256, 256),
@@ -202,8 +210,8 @@ class LatentEM(OfflineRLModule):
         self.horizon, self.latent_dim = horizon, latent_dim if latent_dim is not None else 2 * action_dim
         self.return_source, self.num_samples, self.epsilon, self.eta_mode, self.eta = (
             return_source, num_samples, epsilon, eta_mode, eta)
-        self.return_latent, self.max_latent, self.gamma, self.tau, self.kl_weight = (
-            return_latent, max_latent, gamma, tau, kl_weight)
+        self.return_latent, self.max_latent, self.gamma, self.tau = return_latent, max_latent, gamma, tau
+        self.kl_weight = 0.5 / horizon if kl_weight is None else kl_weight  # PLAS's 0.5 per action (docstring)
         self.vae_steps, self.return_steps = vae_steps, return_steps
         self.vae_lr, self.value_lr, self.return_lr, self.policy_lr = vae_lr, value_lr, return_lr, policy_lr
         self.execution, self.online_num_states = execution, online_num_states
