@@ -55,7 +55,8 @@ def run_name(dataset_id: str, algo: str, seed: int, steps: int) -> str:
     return f"{dataset_id.replace('/', '_')}_{algo}_seed{seed}_{steps}"
 
 
-def read_log(run_dir: Path, tags: tuple[str, ...] = ("val/normalized_score",)) -> tuple[dict[str, list[tuple[int, float]]], float | None]:
+def read_log(run_dir: Path, tags: tuple[str, ...] = ("val/normalized_score",)
+             ) -> tuple[dict[str, list[tuple[int, float]]], float | None]:
     """One read of a run's TensorBoard log: ({tag: [(updates, value), ...]} for the `tags` it holds, seconds from its
     first to its last event). The seconds are the fit's wall time less process start-up, so a finished run that
     is not repeated still reports its time."""

@@ -63,9 +63,10 @@ Hopper medium-replay (posterior std 0.99 after 4k and after 20k VAE updates, dec
 whole prior), R_phi then cannot depend on alpha, and EM has nothing to search; at 0.5 / H the posterior std is
 0.55 and the decoder's output spans the data's chunks (BENCHMARKS.md). The trade goes the other way on maze2d
 Medium: at 0.5 / H pi_theta's means sit at the latent box's edge, which the weaker-regularized decoder maps to
-chunks larger than the data's, and 0.5 scores higher there (configs/latent_em/pointmaze.yaml keeps 0.5). V, R_phi and pi_theta 256-256 with Adam
-3e-4, gamma 0.99, Polyak 0.005 (CORL). Our choices where the paper gives none for this setting: horizon H = 8,
-200k VAE updates and 200k return-model updates before EM, the state-dependent policy std in [e^-5, e^2].
+chunks larger than the data's, and 0.5 scores higher there (configs/latent_em/pointmaze.yaml keeps 0.5).
+V, R_phi and pi_theta 256-256 with Adam 3e-4, gamma 0.99, Polyak 0.005 (CORL). Our choices where the paper gives
+none for this setting: horizon H = 8, 200k VAE updates and 200k return-model updates before EM, the
+state-dependent policy std in [e^-5, e^2].
 """
 
 from __future__ import annotations
