@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
+
+from lit_offrl.data.datamodule import OfflineDataModule
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE_ID = "lit-offrl/pointmaze/umaze-v0"
@@ -43,3 +47,25 @@ def run_cli(args: list[str], root: Path, cwd: Path, extra_path: Path | None = No
 
 FAST = ["--data.dataset_id", MAZE_ID, "--data.eval_episodes", "2", "--trainer.log_every_n_steps", "20",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture
+def maze_dm(maze_root, monkeypatch):
+    """A data module over the session's small maze dataset (batches of 128, no evaluation episodes)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
+    return OfflineDataModule(MAZE_ID, batch_size=128, eval_episodes=0)
+
+
+def attached(model, dm, tmp_path):
+    """Fit one update so the model has its trainer and optimizers, then return it for direct update() calls."""
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(max_steps=1, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    return model
+
+
+def fixed_batch(dm, size=128):
+    """A fixed batch of `size` dataset rows (every 7th), the same on every call."""
+    return dm.transitions.batch(torch.arange(size) * 7)

@@ -13,11 +13,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import FAST, run_cli
+from conftest import FAST, attached, fixed_batch, run_cli
 from lit_offrl.algos import CQL, SAC, TD3, TD3BC, ReBRAC
 from lit_offrl.data.buffer import Batch
 from lit_offrl.nets.mlp import VectorizedLayerNorm
-from test_algos import attached, fixed_batch, maze_dm  # noqa: F401  (maze_dm is a fixture)
 from test_training import assert_same_training_state, last_checkpoint, load
 
 

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
-from conftest import MAZE_ID
+from conftest import attached, fixed_batch
 from lit_offrl.algos import BC, IQL, SAC, TD3BC
 from lit_offrl.algos.iql import expectile_loss
-from lit_offrl.data.datamodule import OfflineDataModule
-
-
-@pytest.fixture
-def maze_dm(maze_root, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
-    return OfflineDataModule(MAZE_ID, batch_size=128, eval_episodes=0)
-
-
-def attached(model, dm, tmp_path):
-    """Fit one update so the model has its trainer and optimizers, then return it for direct update() calls."""
-    L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(max_steps=1, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=tmp_path)
-    trainer.fit(model, dm)
-    return model
-
-
-def fixed_batch(dm, size=128):
-    return dm.transitions.batch(torch.arange(size) * 7)
 
 
 def test_expectile_loss_matches_hand_computation():

@@ -9,17 +9,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.distributions import kl_divergence
 
-from conftest import FAST, MAZE_ID, run_cli
+from conftest import FAST, attached, fixed_batch, run_cli
 from lit_offrl.algos import AWAC, BRAC
-from lit_offrl.data.datamodule import OfflineDataModule
-from test_algos import attached, fixed_batch
 from test_training import assert_same_training_state, last_checkpoint, load
-
-
-@pytest.fixture
-def maze_dm(maze_root, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
-    return OfflineDataModule(MAZE_ID, batch_size=128, eval_episodes=0)
 
 
 def gaussian_log_density(x, mean, std):

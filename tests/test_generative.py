@@ -8,12 +8,11 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.distributions import Normal, kl_divergence
 
-from conftest import FAST, MAZE_ID, REPO, run_cli
+from conftest import FAST, MAZE_ID, REPO, attached, run_cli
 from lit_offrl.algos import BCQ, LAPO, PLAS
 from lit_offrl.algos.lapo import advantage_weights
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.nets.vae import ConditionalVAE, LatentActor, mean_vae_loss
-from test_algos import attached, maze_dm  # noqa: F401  (maze_dm is a fixture)
 from test_training import assert_same_training_state, last_checkpoint, load
 
 
