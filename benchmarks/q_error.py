@@ -46,10 +46,9 @@ def load(run: Path):
     module, _, name = config["model"]["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     model = cls.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
-    data_args = dict(config["data"]["init_args"])
-    dm = OfflineDataModule(**data_args)
+    dm = OfflineDataModule(**config["data"]["init_args"])
     dm.setup("fit")
-    return model, dm, data_args
+    return model, dm
 
 
 @torch.no_grad()
@@ -59,19 +58,11 @@ def q_pi(model, dm, obs: np.ndarray) -> np.ndarray:
     return model.critic(norm, action).min(0).values.numpy()
 
 
-def reward_transform(dm, args: dict):
-    scale = 1.0
-    if args.get("normalize_reward"):
-        returns = dm.data.episode_returns
-        scale = 1000.0 / float(returns.max() - returns.min())
-    return lambda r: r * scale * args.get("reward_scale", 1.0) + args.get("reward_shift", 0.0)
-
-
 def measure(run: Path) -> dict:
     torch.manual_seed(0)
-    model, dm, args = load(run)
+    model, dm = load(run)
     gamma = float(model.hparams.gamma)
-    transform = reward_transform(dm, args)
+    transform = lambda r: dm.transform_rewards(torch.as_tensor(r)).numpy()  # noqa: E731
     env = dm.make_eval_env()
     q0, g0, errors, rel, scores = [], [], [], [], []
     for seed in dm.episode_seeds():

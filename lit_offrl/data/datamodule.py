@@ -82,6 +82,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.ref_max_score = minari_io.reference_score(self.dataset, "ref_max_score")
         self.data: minari_io.OfflineData | None = None
         self.transitions: Transitions | None = None
+        self.reward_normalizer: float | None = None  # normalize_reward: 1000 / (max - min return), set in setup
         self.sampler_state = SamplerState()
 
     # ----------------------------------------------------------------------------------------------- setup
@@ -104,15 +105,15 @@ class OfflineDataModule(L.LightningDataModule):
                                        std + self.hparams.obs_std_eps)
         else:
             self.obs_mean, self.obs_std = torch.zeros(data.obs_dim), torch.ones(data.obs_dim)
-        rewards = torch.from_numpy(data.rewards)
+        self.reward_normalizer = None
         if self.hparams.normalize_reward:
             returns = data.episode_returns
             spread = float(returns.max() - returns.min())
             if spread <= 0:
                 raise DatasetError(f"data.normalize_reward needs episodes with different returns; every episode "
                                    f"of '{self.dataset_id}' returns {returns.max():.3f}. Turn the option off.")
-            rewards = rewards * (1000.0 / spread)
-        rewards = rewards * self.hparams.reward_scale + self.hparams.reward_shift
+            self.reward_normalizer = 1000.0 / spread
+        rewards = self.transform_rewards(torch.from_numpy(data.rewards))
         actions = torch.from_numpy(data.actions)
         if self._bounds_from_data:
             self.action_low, self.action_high = actions.min(0).values, actions.max(0).values
@@ -124,6 +125,12 @@ class OfflineDataModule(L.LightningDataModule):
             next_obs=self.normalize(torch.from_numpy(data.next_observations)),
             terminal=torch.from_numpy(data.terminals),
             episode_starts=torch.from_numpy(data.episode_starts), episode_ends=torch.from_numpy(data.episode_ends))
+
+    def transform_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Raw rewards as training sees them: normalize_reward's 1000 / (max - min return), then scale and shift."""
+        if self.reward_normalizer is not None:
+            rewards = rewards * self.reward_normalizer
+        return rewards * self.hparams.reward_scale + self.hparams.reward_shift
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
