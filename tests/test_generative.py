@@ -77,7 +77,9 @@ def test_latent_actor_stays_in_the_decoder_support_for_any_input():
 
 
 # ------------------------------------------------------------------------------------- algorithms, direct
-def fixed_batch(dm, size=16):
+def small_batch(dm, size=16):
+    """A fixed batch of `size` rows spread over the dataset (every 97th): smaller than conftest's `fixed_batch`, for
+    the VAE-based models' direct checks."""
     return dm.transitions.batch(torch.arange(size) * 97)
 
 
@@ -89,7 +91,7 @@ def q_member(critic, i, obs, action):
 def test_bcq_soft_clipped_double_q_target_matches_a_direct_computation(maze_dm, tmp_path):
     model = attached(BCQ(maze_dm.obs_dim, maze_dm.action_dim, hidden_dims=(32, 32), vae_hidden_dims=(32, 32),
                          num_samples=5), maze_dm, tmp_path)
-    batch = fixed_batch(maze_dm)
+    batch = small_batch(maze_dm)
     torch.manual_seed(3)
     target = model.critic_target(batch)
     torch.manual_seed(3)
@@ -108,7 +110,7 @@ def test_bcq_soft_clipped_double_q_target_matches_a_direct_computation(maze_dm, 
 def test_bcq_acts_with_the_argmax_q_candidate(maze_dm, tmp_path):
     model = attached(BCQ(maze_dm.obs_dim, maze_dm.action_dim, hidden_dims=(32, 32), vae_hidden_dims=(32, 32),
                          num_act_samples=7), maze_dm, tmp_path)
-    obs = fixed_batch(maze_dm, 6).obs
+    obs = small_batch(maze_dm, 6).obs
     torch.manual_seed(4)
     with torch.no_grad():
         chosen = model.policy_action(obs)
@@ -129,17 +131,17 @@ def small_plas(dm, **kwargs):
 
 def test_plas_actions_stay_in_the_decoder_support(maze_dm, tmp_path):
     model = attached(small_plas(maze_dm, vae_pretrain_steps=0, perturbation=True), maze_dm, tmp_path)
-    obs = torch.cat([fixed_batch(maze_dm, 8).obs, torch.full((2, maze_dm.obs_dim), 1e8),
+    obs = torch.cat([small_batch(maze_dm, 8).obs, torch.full((2, maze_dm.obs_dim), 1e8),
                      torch.full((2, maze_dm.obs_dim), -1e8)])
     with torch.no_grad():
         z = model.actor(obs)
         action = model.policy_action(obs)
-        target = model.critic_target(fixed_batch(maze_dm))
+        target = model.critic_target(small_batch(maze_dm))
     assert z.abs().max() <= 2.0 and torch.isfinite(z).all()
     assert action.abs().max() <= 1.0 and torch.isfinite(action).all()
     # PLAS+P: a = clip(D(s, z) + 0.05 tanh(g(s, D(s, z))), -1, 1), so within 0.05 of the decoded action
     assert (action - model.vae.decode(obs, z)).abs().max() <= 0.05 + 1e-6
-    batch = fixed_batch(maze_dm)
+    batch = small_batch(maze_dm)
     with torch.no_grad():
         mid = model.vae.decode(batch.next_obs, model.target_actor(batch.next_obs))
         next_action = model.target_perturb(batch.next_obs, mid)
@@ -153,7 +155,7 @@ def test_plas_decoder_is_trained_then_frozen(maze_dm, tmp_path):
     model = small_plas(maze_dm, vae_pretrain_steps=3)
     initial = {k: v.clone() for k, v in model.vae.state_dict().items()}
     model = attached(model, maze_dm, tmp_path)  # update 0: VAE phase
-    batch = fixed_batch(maze_dm)
+    batch = small_batch(maze_dm)
     metrics = [model.update(batch) for _ in range(2)]  # updates 1, 2: still the VAE phase
     model._updates = 3
     assert all(set(m) == {"vae_loss", "recon_loss", "kl_loss"} for m in metrics)
@@ -169,7 +171,7 @@ def test_plas_decoder_is_trained_then_frozen(maze_dm, tmp_path):
 def test_plas_actor_gradient_flows_through_the_decoder(maze_dm, tmp_path):
     model = attached(small_plas(maze_dm, vae_pretrain_steps=0), maze_dm, tmp_path)
     model.freeze_vae()
-    batch = fixed_batch(maze_dm)
+    batch = small_batch(maze_dm)
     params = list(model.actor.parameters())
     grads = torch.autograd.grad(model.actor_loss(batch), params)
     # Chain rule by hand: dL/dz through the decoder at z = pi(s), then dz/dtheta.
