@@ -3,7 +3,8 @@
 Sequence sampling: chunks stay inside one episode, equal the gathered transitions, are seeded by (seed, rank, i)
 and resume exactly; the data module's `sequence_length` is checked at the boundary. EM: the self-normalized
 weights and the dual for eta against direct computation, one EM iteration on a toy contextual problem with a
-known optimum, the offline return targets, open-loop execution, and CLI fits across the phases with resume.
+known optimum, the offline return targets, the online returns against a plain env (on Hopper: up to the step
+that ends the episode, no step after it), open-loop execution, and CLI fits across the phases with resume.
 """
 
 from __future__ import annotations
@@ -311,6 +312,70 @@ def test_online_returns_equal_executing_the_chunk_in_a_fresh_env(maze_root, monk
             direct = sum(0.9**h * env.step(action)[1] for h, action in enumerate(chunks[i, k]))
             assert returns[i, k] == pytest.approx(direct)
     assert not np.allclose(starts[0], starts[1]) and not online.ended.any()
+    env.close()
+
+
+class NoStepAfterEnd(gym.Wrapper):
+    """Counts steps and fails on a step after the episode ended (terminated or truncated) without a reset."""
+
+    def reset(self, **kwargs):
+        self.over, self.steps = False, 0
+        return super().reset(**kwargs)
+
+    def step(self, action):
+        assert not self.over, "stepped after its episode ended"
+        result = super().step(action)
+        self.over, self.steps = bool(result[2] or result[3]), self.steps + 1
+        return result
+
+
+@pytest.mark.parametrize("max_episode_steps", [1000, 22])
+def test_online_returns_stop_at_the_episode_end_on_hopper(max_episode_steps):
+    """Hopper episodes terminate: a state whose episode ends in the prefix is `ended` and its copies are not
+    stepped again (returns 0); a chunk's return is the discounted sum of its rewards up to and including the
+    step that terminates or truncates the episode, as a plain Hopper-v5 set to the same qpos/qvel and stepped
+    with the same actions gives it (float tolerance 1e-9: qpos/qvel are MuJoCo's whole state here)."""
+    seeds, gamma, horizon = [3, 4], 0.99, 8
+    # With these uniform random actions state 0 terminates at prefix step 9 (in the second chunk); state 1 lives
+    # through the 16 prefix steps and its three chunks terminate at h = 6, never and h = 4 (with
+    # max_episode_steps=22 the first two are truncated at h = 5, the episode's 22nd step).
+    rng = np.random.default_rng(17)
+    prefix, chunks = rng.uniform(-1, 1, (2, 16, 3)), rng.uniform(-1, 1, (2, 3, horizon, 3))
+    make_env = lambda: NoStepAfterEnd(gym.make("Hopper-v5", max_episode_steps=max_episode_steps))  # noqa: E731
+    online = OnlineChunkReturns(make_env, gym.make("Hopper-v5").observation_space, num_states=2, num_copies=3)
+    online.reset(seeds)
+    online.advance(prefix[:, :8])
+    assert online.ended.tolist() == [False, False]
+    after = online.advance(prefix[:, 8:])
+    assert online.ended.tolist() == [True, False]
+    assert [env.steps for env in online.envs[:3]] == [10, 10, 10], "state 0: the 10 steps up to its termination"
+    qpos, qvel = online.envs[3].unwrapped.data.qpos.copy(), online.envs[3].unwrapped.data.qvel.copy()  # state 1
+    returns = online.returns(chunks, gamma)
+    online.close()
+    assert returns[0].tolist() == [0.0, 0.0, 0.0] and [env.steps for env in online.envs[:3]] == [10, 10, 10]
+
+    env = gym.make("Hopper-v5")  # no time limit of its own: the steps left are counted below
+    env.reset(seed=seeds[1])
+    for action in prefix[1]:
+        obs, _, terminated, _, _ = env.step(action)
+        assert not terminated
+    np.testing.assert_array_equal(obs.astype(np.float32), after[1])
+    np.testing.assert_array_equal(env.unwrapped.data.qpos, qpos)
+    steps_left = min(horizon, max_episode_steps - 16)
+    ends = []
+    for k in range(3):
+        env.reset(seed=0)
+        env.unwrapped.set_state(qpos, qvel)
+        direct, h = 0.0, 0
+        for h in range(steps_left):
+            _, reward, terminated, _, _ = env.step(chunks[1, k, h])
+            direct += gamma**h * reward
+            if terminated:
+                break
+        ends.append(h if terminated else None)
+        assert returns[1, k] == pytest.approx(direct, rel=0, abs=1e-9), k
+        assert online.envs[3 + k].steps == 16 + h + 1, "no step after the episode ended"
+    assert ends == ([6, None, 4] if max_episode_steps == 1000 else [None, None, 4]), ends
     env.close()
 
 

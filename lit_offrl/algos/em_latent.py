@@ -40,10 +40,12 @@ Two sources of R, the same EM code (`return_source`):
            bound). The paper itself has no return model (its R comes from the robot); this source is the
            offline counterpart.
   online   decode alpha and execute the H actions in the evaluation environment (`make_eval_env`):
-           R = sum_{h<H} gamma^h r_h (the course's "online policy training of the high-level policy"). The K
-           samples of a state run in K copies of the env reset with the same seed (identical states, checked)
-           and advanced in lockstep by a random number (0 .. `online_max_prefix_chunks`) of chunks of the current
-           deterministic policy before they branch; `online_num_states` states per update. One vector env in
+           R = sum_{h<H} gamma^h r_h (the course's "online policy training of the high-level policy"), up to and
+           including the step at which the episode ends (terminated or truncated; no env is stepped after it).
+           The K samples of a state run in K copies of the env reset with the same seed (identical states,
+           checked) and advanced in lockstep by a random number (0 .. `online_max_prefix_chunks`) of chunks of
+           the current deterministic policy before they branch; a state whose episode ends in that prefix is
+           left out of the M-step. `online_num_states` states per update, K envs each, stepped one by one in
            this process: slow, CPU-bound, used only when chosen (the data batch is then unused by the EM phase).
 
 Phases of one `update`, by the update counter: [0, vae_steps) VAE (and V, offline); [vae_steps, vae_steps +
@@ -134,54 +136,73 @@ class LatentReturnModel(nn.Module):
 class OnlineChunkReturns:
     """H-step returns of action chunks executed in the real environment from identical copies of a state.
 
-    `num_states * num_copies` envs in one synchronous vector env (no autoreset: a copy whose episode ends keeps
-    its return so far). `reset(seeds)` resets copy k of state i with seeds[i] (identical states); `advance`
-    steps every copy of a state with that state's actions (they stay identical); `returns` executes one chunk
-    per copy and gives sum_h gamma^h r_h, rewards after an episode end ignored.
+    `num_states * num_copies` envs, each stepped only while its episode runs: a copy whose episode ends
+    (terminated or truncated) is not stepped again before the next `reset` and keeps its return so far.
+    `reset(seeds)` resets copy k of state i with seeds[i] (identical states); `advance` steps every copy of a
+    state with that state's actions (they stay identical) until its episode ends, which marks the state `ended`;
+    `returns` executes one chunk per copy and gives sum_{h <= h_end} gamma^h r_h, h_end the step at which that
+    copy's episode ends (H - 1 if it runs on), and 0 for the copies of an ended state.
     """
 
     def __init__(self, make_env: Callable[[], gym.Env], observation_space: gym.Space, num_states: int,
                  num_copies: int):
-        self.envs = gym.vector.SyncVectorEnv([make_env for _ in range(num_states * num_copies)],
-                                             autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+        # A list, not a gymnasium vector env: that steps every sub-env on each call, and an ended one must not be
+        # stepped (AutoresetMode.DISABLED asserts; the other modes start a new episode from a fresh reset).
+        self.envs = [make_env() for _ in range(num_states * num_copies)]
         self.observation_space, self.num_states, self.num_copies = observation_space, num_states, num_copies
         self.ended = np.zeros(num_states, dtype=bool)
+        self._obs = np.zeros((len(self.envs), gym.spaces.flatdim(observation_space)), dtype=np.float32)
 
-    def _first_copies(self, obs) -> np.ndarray:
-        flat = minari_io.flatten_batch(self.observation_space, obs).reshape(self.num_states, self.num_copies, -1)
+    def _first_copies(self) -> np.ndarray:
+        flat = self._obs.reshape(self.num_states, self.num_copies, -1)
         if not np.array_equal(flat, np.broadcast_to(flat[:, :1], flat.shape)):
             raise UserError("model.return_source=online needs an environment whose reset with a seed and whose steps "
                             "are deterministic (the K samples of a state run in K copies of it); this one's copies "
                             "diverged. Use return_source=offline.")
-        return flat[:, 0]
+        return flat[:, 0].copy()
+
+    def _step(self, actions: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Step the envs where `live` with their row of actions (num_envs, action_dim): (rewards, episode ended),
+        0 and False for the envs not stepped."""
+        rewards, ended = np.zeros(len(self.envs)), np.zeros(len(self.envs), dtype=bool)
+        for j in np.flatnonzero(live):
+            obs, rewards[j], terminated, truncated, _ = self.envs[j].step(actions[j])
+            self._obs[j] = gym.spaces.flatten(self.observation_space, obs)
+            ended[j] = terminated or truncated
+        return rewards, ended
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
         """Reset; returns the flat raw observations (num_states, obs_dim)."""
-        obs, _ = self.envs.reset(seed=[int(seed) for seed in seeds for _ in range(self.num_copies)])
+        for j, env in enumerate(self.envs):
+            self._obs[j] = gym.spaces.flatten(self.observation_space,
+                                              env.reset(seed=int(seeds[j // self.num_copies]))[0])
         self.ended[:] = False
-        return self._first_copies(obs)
+        return self._first_copies()
 
     def advance(self, actions: np.ndarray) -> np.ndarray:
-        """Execute actions (num_states, H, action_dim) in every copy; returns the states after them."""
+        """Execute actions (num_states, H, action_dim) in every copy of the states whose episode runs; returns the
+        states after them (an ended state's where its episode ended)."""
         for h in range(actions.shape[1]):
-            obs, _, terminated, truncated, _ = self.envs.step(np.repeat(actions[:, h], self.num_copies, axis=0))
-            self.ended |= (terminated | truncated).reshape(self.num_states, self.num_copies)[:, 0]
-        return self._first_copies(obs)
+            _, ended = self._step(np.repeat(actions[:, h], self.num_copies, axis=0),
+                                  np.repeat(~self.ended, self.num_copies))
+            self.ended |= ended.reshape(self.num_states, self.num_copies).any(1)
+        return self._first_copies()
 
     def returns(self, actions: np.ndarray, gamma: float) -> np.ndarray:
         """Execute actions (num_states, num_copies, H, action_dim), one chunk per copy: returns (num_states,
         num_copies)."""
-        total = np.zeros(self.num_states * self.num_copies)
-        running = np.ones_like(total, dtype=bool)
-        flat = actions.reshape(self.num_states * self.num_copies, *actions.shape[2:])
+        total = np.zeros(len(self.envs))
+        running = np.repeat(~self.ended, self.num_copies)
+        flat = actions.reshape(len(self.envs), *actions.shape[2:])
         for h in range(flat.shape[1]):
-            _, reward, terminated, truncated, _ = self.envs.step(flat[:, h])
-            total += np.where(running, gamma**h * np.asarray(reward, dtype=np.float64), 0.0)
-            running &= ~(terminated | truncated)
+            rewards, ended = self._step(flat[:, h], running)
+            total += gamma**h * rewards  # the reward of the step that ends the episode counts, none after it
+            running &= ~ended
         return total.reshape(self.num_states, self.num_copies)
 
     def close(self) -> None:
-        self.envs.close()
+        for env in self.envs:
+            env.close()
 
 
 class LatentEM(OfflineRLModule):
