@@ -95,12 +95,15 @@ def test_terminated_episodes_are_terminal():
 
 
 def test_state_dict_resumes_buffer_counters_and_batch_stream():
-    """A data module restored from a checkpoint's state holds the same buffer and draws the same next batch; the
-    interrupted episode is marked truncated (its environment restarts)."""
+    """A data module restored from a checkpoint's state holds the same buffer and draws the same next batch. Pendulum
+    is not a MuJoCo env, so its state is not saved (a warning says so): the interrupted episode is marked
+    truncated and its environment restarts."""
     dm = OnlineDataModule("Pendulum-v1", capacity=300, warmup_steps=0, batch_size=32, seed=3, eval_episodes=0)
     dm.collect(None, 250)
     dm.batches_served = 17
-    state = dm.state_dict()
+    with pytest.warns(UserWarning, match="PendulumEnv is not one of Gymnasium's MuJoCo environments"):
+        state = dm.state_dict()
+    assert state["env_state"] is None and state["open_rows"] == [249]
     restored = OnlineDataModule("Pendulum-v1", capacity=300, warmup_steps=0, batch_size=32, seed=3, eval_episodes=0)
     restored.load_state_dict(state)
     for name in ("obs", "action", "reward", "next_obs", "terminal"):
@@ -180,28 +183,71 @@ def test_online_sac_learns_to_balance_the_inverted_pendulum(tmp_path):
     assert len(returns) >= 20 and max(returns[-5:]) > max(returns[:5])
 
 
-def test_killed_online_run_resumes_with_its_buffer(tmp_path):
-    """A run stopped at update 30 and resumed from last.ckpt ends with the transitions of the uninterrupted run up
-    to the checkpoint, the same counts, and the interrupted episode cut; collection then goes on."""
-    def run(max_steps: int, folder: Path, resume: bool) -> OnlineDataModule:
+def _assert_equal_states(a, b, where: str = "checkpoint") -> None:
+    """Two checkpoint (sub)trees hold the same keys and bit-identical tensors and values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_equal_states(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal_states(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_killed_online_run_resumes_mid_episode_exactly(tmp_path):
+    """Hopper-v5 SAC stopped at update 100 with its episode in progress (a checkpoint written mid-episode) and
+    resumed from last.ckpt ends at update 200 exactly as the uninterrupted run: the same weights, optimizer
+    moments, replay buffer and environment state, bit for bit (the MuJoCo state, the reset RNG and the time
+    limit's step count travel in the checkpoint)."""
+    def run(max_steps: int, folder: Path, resume: bool) -> dict:
         L.seed_everything(0, verbose=False)
-        dm = OnlineDataModule("InvertedPendulum-v5", capacity=500, warmup_steps=50, batch_size=32, eval_episodes=0)
-        model = SAC(dm.obs_dim, dm.action_dim, hidden_dims=(32, 32))
-        checkpoint = UpdateCheckpoint(every_n_updates=30, dirpath=str(folder))
+        dm = OnlineDataModule("Hopper-v5", capacity=500, warmup_steps=40, batch_size=32, eval_episodes=0)
+        model = SAC(dm.obs_dim, dm.action_dim, hidden_dims=(16, 16))
+        checkpoint = UpdateCheckpoint(every_n_updates=100, dirpath=str(folder))
         trainer(max_steps, folder, callbacks=[checkpoint], enable_checkpointing=True).fit(
             model, dm, ckpt_path=str(folder / "last.ckpt") if resume else None)
         assert int(model.num_updates) == max_steps
-        return dm
+        return torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
 
-    straight = run(60, tmp_path / "straight", False)
-    run(30, tmp_path / "resumed", False)
-    resumed = run(60, tmp_path / "resumed", True)
-    cut = 50 + 30  # warmup + one transition per update
-    for name in ("obs", "action", "reward", "next_obs", "terminal"):
-        assert torch.equal(getattr(straight.buffer, name)[:cut], getattr(resumed.buffer, name)[:cut]), name
-    assert (resumed.env_steps, resumed.batches_served, len(resumed.buffer)) == (110, 60, 110)
-    episode_in_progress = not (straight.buffer.terminal[cut - 1] or straight.buffer.truncated[cut - 1])
-    assert bool(resumed.buffer.truncated[cut - 1]) == episode_in_progress
+    straight = run(200, tmp_path / "straight", False)
+    stopped = run(100, tmp_path / "resumed", False)
+    data = stopped["OnlineDataModule"]
+    buffer = data["buffer"]
+    assert data["env_steps"] == 140 and buffer["size"] == 140  # 40 warmup transitions + one per update
+    assert not (buffer["terminal"][-1] or buffer["truncated"][-1]), "the checkpoint is written mid-episode"
+    assert data["open_rows"] == [139]
+    assert buffer["terminal"].sum() >= 2, "episodes ended (and the env reset itself) before the checkpoint"
+    resumed = run(200, tmp_path / "resumed", True)
+    ends = straight["OnlineDataModule"]["buffer"]["terminal"][140:].sum()
+    assert ends >= 1, "an episode ends after the resume: its reset draws from the restored RNG"
+    for key in ("state_dict", "optimizer_states", "OnlineDataModule"):
+        _assert_equal_states(straight[key], resumed[key], key)
+    assert resumed["OnlineDataModule"]["buffer"]["truncated"].sum() == 0, "no episode was cut"
+
+
+def test_environment_state_round_trips_in_lockstep():
+    """A data module restored from another's state, mid-episode, collects the same transitions bit for bit for
+    1,000 more steps (episodes ending and resetting on the way) in every locomotion environment."""
+    for env_id in [*locomotion.ENVS.values(), "InvertedPendulum-v5"]:
+        dm = OnlineDataModule(env_id, num_envs=2, capacity=1300, warmup_steps=0, eval_episodes=0, seed=1)
+        dm.collect(None, 151)
+        assert (dm._episode_length > 0).all(), "both environments are mid-episode"
+        restored = OnlineDataModule(env_id, num_envs=2, capacity=1300, warmup_steps=0, eval_episodes=0, seed=1)
+        restored.load_state_dict(dm.state_dict())
+        dm.collect(None, 500)
+        restored.collect(None, 500)
+        assert torch.equal(dm.buffer.rows, restored.buffer.rows), env_id
+        assert dm.episodes == restored.episodes and dm.episodes >= (0 if "Cheetah" in env_id else 3), env_id
+    single = OnlineDataModule("InvertedPendulum-v5", capacity=1300, warmup_steps=0, eval_episodes=0, seed=1)
+    state = dm.state_dict()
+    with pytest.warns(UserWarning, match="cannot be restored .*data.num_envs is 1"):
+        single.load_state_dict(state)  # two environments into one: the old behaviour, cut and restart
+    assert state["open_rows"] and single.buffer.truncated[state["open_rows"]].all() and single._obs is None
 
 
 def test_a_run_resumed_in_a_moved_folder_keeps_writing_last_ckpt(tmp_path):
@@ -339,6 +385,38 @@ def test_datasets_cli_lists_the_locomotion_recipes(minari_root, capsys):
     assert set(LOCOMOTION_IDS) <= built, "every locomotion id is listed, and marked as built"
     assert datasets_cli.main(["make", "lit-offrl/maze2d/umaze-v0", "--train-steps", "10"]) == 2
     assert "--train-steps applies to the locomotion recipes" in capsys.readouterr().err
+
+
+def test_killed_recipe_training_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
+    """The recipe's Hopper SAC run killed between checkpoints (at update 130, its last checkpoint at 100 written
+    mid-episode) and started again resumes from that checkpoint and ends as the uninterrupted run: the same
+    snapshot evaluations, policies, final weights, optimizer moments and replay buffer, bit for bit."""
+    options = dict(train_steps=200, snapshot_every=50, warmup_steps=50, eval_episodes=1, progress=False)
+    straight, straight_snapshots = locomotion.train_policies("hopper", cache_dir=tmp_path / "straight", **options)
+
+    collect = OnlineDataModule.collect
+
+    def killed_at_update_130(self, module, vector_steps):
+        if self.batches_served == 130:
+            raise RuntimeError("killed")
+        return collect(self, module, vector_steps)
+
+    monkeypatch.setattr(OnlineDataModule, "collect", killed_at_update_130)
+    with pytest.raises(RuntimeError, match="killed"):
+        locomotion.train_policies("hopper", cache_dir=tmp_path / "killed", **options)
+    monkeypatch.setattr(OnlineDataModule, "collect", collect)
+    folder = next((tmp_path / "killed").iterdir())
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(checkpoint["state_dict"]["num_updates"]) == 100 and not (folder / "done").exists()
+    assert checkpoint["OnlineDataModule"]["open_rows"], "the checkpoint was written mid-episode"
+    resumed, resumed_snapshots = locomotion.train_policies("hopper", cache_dir=tmp_path / "killed", **options)
+    assert resumed_snapshots == straight_snapshots
+    ends = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (straight, resumed)]
+    for key in ("state_dict", "optimizer_states", "OnlineDataModule"):
+        _assert_equal_states(ends[0][key], ends[1][key], key)
+    for snapshot in straight_snapshots:
+        _assert_equal_states(torch.load(straight / snapshot.path, weights_only=True)["state_dict"],
+                             torch.load(resumed / snapshot.path, weights_only=True)["state_dict"], snapshot.path)
 
 
 def test_level_selection():

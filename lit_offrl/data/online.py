@@ -27,10 +27,18 @@ fresh); `--ckpt_path` resumes an interrupted run instead.
 
 Randomness: the warmup actions, the policy's exploration noise and the environment reset seeds of transition t
 are functions of (seed, rank, t), the minibatch of update u of (seed, rank, u). Resume: the checkpoint holds
-the replay buffer, the counters and the observation statistics (a 1M-transition Hopper buffer is ~110 MB).
-The environments' internal (MuJoCo) state is not saved: the episode in progress when the checkpoint was
-written is cut there (its last stored transition is marked truncated) and a resumed run starts a new episode,
-reset with a seed derived from the transition count. Everything else continues as if the run had not stopped.
+the replay buffer, the counters, the observation statistics (a 1M-transition Hopper buffer is ~110 MB) and the
+environments mid-episode: for each of Gymnasium's MuJoCo environments its integration state (`mj_getState` with
+`mjSTATE_INTEGRATION`: time, qpos, qvel, act, warm start, controls, applied forces, ...), the quantities MuJoCo
+derived in the last step (every array of its MjData; Ant's and Humanoid's rewards read body positions before
+they step), the reset RNG (`np_random`) and the wrappers' state (TimeLimit's step count), with the current
+observations and the return and length of the episodes in progress (~20 KB per Hopper environment). A run
+resumed from it continues bit for bit as if it had not stopped. Environments whose state cannot be captured
+(not one of Gymnasium's MuJoCo environments, such as Pendulum or the Gymnasium-Robotics mazes, or wrapped in a
+wrapper that keeps state of its own) keep the older behaviour, with a warning when the checkpoint is written:
+the episode in progress is cut there (its last stored transition is marked truncated) and a resumed run starts
+a new episode, reset with a seed derived from the transition count. So do the ranks other than 0 of a DDP run
+(the checkpoint holds rank 0's environments) and a resume with another data.num_envs.
 """
 
 from __future__ import annotations
@@ -61,11 +69,11 @@ _BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "terminal")
 class ReplayBuffer:
     """A ring buffer of transitions preallocated on one device (oldest transitions overwritten when full).
 
-    Besides the `Batch` fields it keeps `truncated` (1 where an episode was cut: time limit or an interrupted
-    run), so episodes can be read back in order (`terminal | truncated` ends one) while the buffer has not
-    wrapped. As in `Transitions`, the fields are column views of one (capacity, F) tensor `rows`: a write is one
-    `index_copy_` and a minibatch one `index_select` of B rows, and writes through a field view (`buffer.truncated[i]
-    = 1`) land in `rows`.
+    Besides the `Batch` fields it keeps `truncated` (1 where an episode was cut: time limit, or a run resumed
+    without its environments' state), so episodes can be read back in order (`terminal | truncated` ends one)
+    while the buffer has not wrapped. As in `Transitions`, the fields are column views of one (capacity, F)
+    tensor `rows`: a write is one `index_copy_` and a minibatch one `index_select` of B rows, and writes through
+    a field view (`buffer.truncated[i] = 1`) land in `rows`.
     """
 
     FIELDS = ("obs", "action", "reward", "next_obs", "terminal", "truncated")
@@ -248,6 +256,7 @@ class OnlineDataModule(OfflineDataModule):
         self._episode_length = np.zeros(num_envs, dtype=np.int64)
         self._last_row = [-1] * num_envs     # buffer row of each env's latest transition
         self._obs_mean_np = self._obs_std_np = None
+        self._warned_state_not_saved = False
 
     # ------------------------------------------------------------------------------------------ environment
     @property
@@ -440,8 +449,9 @@ class OnlineDataModule(OfflineDataModule):
         return {"env_steps": self.env_steps, "episodes": self.episodes, "batches_served": self.batches_served,
                 "seed": self.seed, "batch_size": self.batch_size, "obs_mean": self.obs_mean.clone(),
                 "obs_std": self.obs_std.clone(),
-                # rows of the episodes in progress: cut there if the run is resumed from this state
+                # rows of the episodes in progress: cut there if the run is resumed without `env_state`
                 "open_rows": [row for row, length in zip(self._last_row, self._episode_length) if length > 0],
+                "env_state": self._environment_state(),
                 "buffer": self.buffer.state_dict() if self.buffer is not None else None}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -453,13 +463,182 @@ class OnlineDataModule(OfflineDataModule):
         self.env_steps, self.episodes = int(state_dict["env_steps"]), int(state_dict["episodes"])
         self.batches_served = int(state_dict["batches_served"])
         self._set_statistics(state_dict["obs_mean"], state_dict["obs_std"])
+        env_state = state_dict.get("env_state")  # absent from checkpoints written before it was saved
+        restored = env_state is not None and self._restore_environments(env_state)
         if state_dict["buffer"] is not None:
             buffer = self._ensure_buffer()
             buffer.load_state_dict(state_dict["buffer"])
             open_rows = [row for row in state_dict["open_rows"] if row < len(buffer)]
-            if open_rows:
+            if open_rows and not restored:
                 buffer.truncated[torch.tensor(open_rows, device=buffer.device)] = 1.0
-        self._obs = None  # the environments restart (their internal state is not in the checkpoint)
+        if not restored:
+            self._obs = None  # the environments restart at the next collection
+
+    def _environment_state(self) -> dict[str, Any] | None:
+        """The environments mid-episode, or None: none started yet (a resumed run resets them exactly as this one
+        will), or their state cannot be captured (a resumed run cuts the episodes in progress; warned once)."""
+        if self._obs is None:
+            return None
+        try:
+            envs = [capture_env_state(env) for env in self._envs]
+        except EnvStateError as error:
+            if not self._warned_state_not_saved:
+                rank_zero_warn(f"the checkpoint holds no environment state ({error}): a run resumed from it cuts "
+                               f"the episodes in progress (marked truncated) and starts new ones.")
+                self._warned_state_not_saved = True
+            return None
+        rank, _ = self._rank_and_world()
+        return {"rank": rank, "envs": envs, "obs": torch.from_numpy(self._obs.copy()),
+                "episode_return": torch.from_numpy(self._episode_return.copy()),
+                "episode_length": torch.from_numpy(self._episode_length.copy()), "last_row": list(self._last_row)}
+
+    def _restore_environments(self, env_state: dict[str, Any]) -> bool:
+        """Put the checkpoint's environments back mid-episode; False (with a warning) where they cannot be."""
+        rank, _ = self._rank_and_world()
+        if env_state["rank"] != rank:
+            return False  # another rank's environments (the checkpoint holds rank 0's): start new episodes
+        reason = None
+        if len(env_state["envs"]) != self.num_envs or tuple(env_state["obs"].shape) != (self.num_envs, self.obs_dim):
+            reason = (f"it holds {len(env_state['envs'])} environments with {env_state['obs'].shape[-1]}-dim "
+                      f"observations, data.num_envs is {self.num_envs} with {self.obs_dim}")
+        else:
+            if self._envs is None:
+                self._envs = [self._make_env() for _ in range(self.num_envs)]
+            try:
+                for env, state in zip(self._envs, env_state["envs"]):
+                    restore_env_state(env, state)
+            except EnvStateError as error:
+                reason = str(error)
+        if reason is not None:
+            rank_zero_warn(f"the checkpoint's environment state cannot be restored ({reason}): the episodes in "
+                           f"progress are cut (marked truncated) and new ones start.")
+            return False
+        self._obs = env_state["obs"].numpy().astype(np.float32, copy=True)
+        self._episode_return = env_state["episode_return"].numpy().astype(np.float64, copy=True)
+        self._episode_length = env_state["episode_length"].numpy().astype(np.int64, copy=True)
+        self._last_row = [int(row) for row in env_state["last_row"]]
+        return True
+
+
+# ------------------------------------------------------------------------------------------ environment state
+class EnvStateError(Exception):
+    """An environment whose state `capture_env_state` cannot save, or a saved state that does not fit it."""
+
+
+# Attributes every Gymnasium wrapper has (the wrapped env, cached spaces, metadata and spec, constructor args).
+_WRAPPER_ATTRIBUTES = frozenset({"env", "_action_space", "_observation_space", "_metadata", "_cached_spec",
+                                 "_saved_kwargs"})
+# Wrapper type name -> (attributes saved, attributes that never change a step: settings, data-reuse checks).
+_WRAPPER_STATE = {
+    "TimeLimit": (("_elapsed_steps",), ("_max_episode_steps",)),
+    "OrderEnforcing": (("_has_reset",), ("_disable_render_order_enforcing",)),
+    "PassiveEnvChecker": (("checked_reset", "checked_step", "checked_render", "close_called", "checked_data_reuse"),
+                          ("_previous_data",)),
+}
+
+
+def _wrappers(env: gym.Env) -> list[gym.Wrapper]:
+    chain = []
+    while isinstance(env, gym.Wrapper):
+        chain.append(env)
+        env = env.env
+    return chain
+
+
+def _wrapper_state(wrapper: gym.Wrapper) -> dict[str, Any]:
+    name = type(wrapper).__name__
+    known = type(wrapper).__module__.startswith("gymnasium.")  # not a user's wrapper of the same name
+    saved, constant = _WRAPPER_STATE.get(name, ((), ())) if known else ((), ())
+    unknown = set(vars(wrapper)) - _WRAPPER_ATTRIBUTES - set(saved) - set(constant)
+    if unknown:
+        raise EnvStateError(f"wrapper {name} keeps state lit_offrl cannot save: {', '.join(sorted(unknown))}")
+    return {attribute: getattr(wrapper, attribute) for attribute in saved}
+
+
+def _gymnasium_mujoco_env(env: gym.Env):
+    """`env.unwrapped` if it is one of Gymnasium's own MuJoCo environments (all their state is in MjData and
+    np_random), else EnvStateError."""
+    unwrapped = env.unwrapped
+    try:
+        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    except ImportError:  # pragma: no cover - MuJoCo not installed
+        MujocoEnv = ()
+    if not (isinstance(unwrapped, MujocoEnv) and type(unwrapped).__module__.startswith("gymnasium.envs.mujoco.")):
+        raise EnvStateError(f"{type(unwrapped).__module__}.{type(unwrapped).__qualname__} is not one of Gymnasium's "
+                            f"MuJoCo environments")
+    return unwrapped
+
+
+def _pack_mjdata(data) -> dict[str, Any]:
+    """Every array of an MjData as one byte tensor and its layout (one tensor, not ~180: a few KB in the file)."""
+    arrays = [(name, getattr(data, name)) for name in dir(data) if not name.startswith("_")]
+    arrays = [(name, np.ascontiguousarray(value)) for name, value in arrays if isinstance(value, np.ndarray)]
+    layout = [(name, value.dtype.str, list(value.shape)) for name, value in arrays]
+    raw = np.concatenate([value.reshape(-1).view(np.uint8) for _, value in arrays])
+    return {"layout": layout, "bytes": torch.from_numpy(raw)}
+
+
+def _unpack_mjdata(packed: dict[str, Any], data) -> None:
+    raw, offset = packed["bytes"].numpy(), 0
+    for name, dtype, shape in packed["layout"]:
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        value = raw[offset:offset + size].view(dtype).reshape(shape)
+        offset += size
+        target = getattr(data, name, None)
+        if isinstance(target, np.ndarray) and target.shape == value.shape:
+            target[...] = value  # arrays sized by this step's contacts may not fit: mj_step recomputes them
+
+
+def capture_env_state(env: gym.Env) -> dict[str, Any]:
+    """Everything the future steps and resets of `env` depend on, as tensors and plain values (a checkpoint loads
+    it with `weights_only=True`); EnvStateError for environments it cannot capture (see the module docstring)."""
+    unwrapped = _gymnasium_mujoco_env(env)
+    chain = _wrappers(env)
+    wrapper_state = [_wrapper_state(wrapper) for wrapper in chain]
+    import mujoco
+
+    model, data = unwrapped.model, unwrapped.data
+    integration = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_INTEGRATION))
+    mujoco.mj_getState(model, data, integration, mujoco.mjtState.mjSTATE_INTEGRATION)
+    generator = unwrapped._np_random
+    return {"env": f"{type(unwrapped).__module__}.{type(unwrapped).__qualname__}",
+            "wrappers": [type(wrapper).__name__ for wrapper in chain], "wrapper_state": wrapper_state,
+            "mujoco_integration": torch.from_numpy(integration),
+            # what the last step derived from the state (body positions, forces...): mj_step recomputes all of
+            # it, but some envs read it before they step (Ant's and Humanoid's x position before the step)
+            "mujoco_data": _pack_mjdata(data),
+            "np_random": generator.bit_generator.state if generator is not None else None,
+            "np_random_seed": unwrapped._np_random_seed}
+
+
+def restore_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    """Put `state` (from `capture_env_state` of the same kind of environment) into `env`; EnvStateError if it
+    does not fit (another environment, other wrappers, another MuJoCo model)."""
+    unwrapped = _gymnasium_mujoco_env(env)
+    chain = _wrappers(env)
+    import mujoco
+
+    kind = f"{type(unwrapped).__module__}.{type(unwrapped).__qualname__}"
+    if state["env"] != kind or state["wrappers"] != [type(wrapper).__name__ for wrapper in chain]:
+        raise EnvStateError(f"it was saved from {state['env']} wrapped in {state['wrappers']}, not from {kind} "
+                            f"wrapped in {[type(wrapper).__name__ for wrapper in chain]}")
+    model, data = unwrapped.model, unwrapped.data
+    signature = mujoco.mjtState.mjSTATE_INTEGRATION
+    integration = state["mujoco_integration"].numpy()
+    if integration.shape != (mujoco.mj_stateSize(model, signature),):
+        raise EnvStateError(f"its MuJoCo state has {integration.shape[0]} numbers, {kind}'s model "
+                            f"{mujoco.mj_stateSize(model, signature)}")
+    mujoco.mj_setState(model, data, integration, signature)
+    mujoco.mj_forward(model, data)
+    _unpack_mjdata(state["mujoco_data"], data)
+    if state["np_random"] is not None:
+        bit_generator = getattr(np.random, state["np_random"]["bit_generator"])()
+        bit_generator.state = state["np_random"]
+        unwrapped.np_random = np.random.Generator(bit_generator)
+        unwrapped._np_random_seed = state["np_random_seed"]
+    for wrapper, attributes in zip(chain, state["wrapper_state"]):
+        for attribute, value in attributes.items():
+            setattr(wrapper, attribute, value)
 
 
 def _offline_data_module(dataset_id: str, **kwargs: Any) -> OfflineDataModule:

@@ -36,7 +36,9 @@ CPU thread (on a shared 2-core machine a second torch thread costs more than it 
 it lives in a cache folder, by default ``<Minari root>/.lit_offrl_cache/locomotion/<env>-sac-...``
 (hidden, so Minari does not list it): making a second level of the same environment rolls the cached
 policies out without training again, and a killed training run resumes from ``checkpoints/last.ckpt``
-(replay buffer included; the episode in progress restarts).
+(replay buffer and environment state included: the episode in progress continues where it was, so the
+resumed run ends bit for bit as an uninterrupted one would; runs resumed before this was saved cut that
+episode and restarted, and diverged from there).
 
 Reference scores
 ----------------
