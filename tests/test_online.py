@@ -248,6 +248,10 @@ def test_environment_state_round_trips_in_lockstep():
     with pytest.warns(UserWarning, match="cannot be restored .*data.num_envs is 1"):
         single.load_state_dict(state)  # two environments into one: the old behaviour, cut and restart
     assert state["open_rows"] and single.buffer.truncated[state["open_rows"]].all() and single._obs is None
+    del state["env_state"]  # a checkpoint written before environment states were saved
+    with pytest.warns(UserWarning, match="predates saved environment states"):
+        OnlineDataModule("InvertedPendulum-v5", num_envs=2, capacity=1300, warmup_steps=0, eval_episodes=0,
+                         seed=1).load_state_dict(state)
 
 
 def test_a_run_resumed_in_a_moved_folder_keeps_writing_last_ckpt(tmp_path):

@@ -38,7 +38,8 @@ resumed from it continues bit for bit as if it had not stopped. Environments who
 wrapper that keeps state of its own) keep the older behaviour, with a warning when the checkpoint is written:
 the episode in progress is cut there (its last stored transition is marked truncated) and a resumed run starts
 a new episode, reset with a seed derived from the transition count. So do the ranks other than 0 of a DDP run
-(the checkpoint holds rank 0's environments) and a resume with another data.num_envs.
+(the checkpoint holds rank 0's environments), a resume with another data.num_envs, and checkpoints written
+before environment states were saved.
 """
 
 from __future__ import annotations
@@ -463,7 +464,10 @@ class OnlineDataModule(OfflineDataModule):
         self.env_steps, self.episodes = int(state_dict["env_steps"]), int(state_dict["episodes"])
         self.batches_served = int(state_dict["batches_served"])
         self._set_statistics(state_dict["obs_mean"], state_dict["obs_std"])
-        env_state = state_dict.get("env_state")  # absent from checkpoints written before it was saved
+        env_state = state_dict.get("env_state")
+        if "env_state" not in state_dict and state_dict["open_rows"]:
+            rank_zero_warn("the checkpoint predates saved environment states: the episodes in progress are cut "
+                           "(marked truncated) and new ones start, so the run does not continue as it would have.")
         restored = env_state is not None and self._restore_environments(env_state)
         if state_dict["buffer"] is not None:
             buffer = self._ensure_buffer()
