@@ -6,8 +6,10 @@
     lit-offrl datasets show lit-offrl/maze2d/umaze-v0                          # a local dataset's metadata
 
 The Minari root is `MINARI_DATASETS_PATH` or Minari's default (`~/.minari/datasets`). Bad input (an unknown
-id, a bad argument, an id that exists already) prints one `lit-offrl datasets: error: ...` line on stderr and
-returns 2; a failed recipe check returns 1.
+id, a bad argument, an id that exists already, a broken dataset to show) prints one `lit-offrl datasets: error: ...`
+line on stderr and returns 2; a failed recipe check returns 1. `list` marks broken local datasets (half-written,
+unreadable metadata, truncated HDF5) with what is wrong and the fix; `make` deletes a broken folder of its id,
+saying so, and builds it again.
 """
 
 from __future__ import annotations
@@ -95,12 +97,15 @@ def _make(args: argparse.Namespace) -> int:
     if dataset_id not in recipes.RECIPES:
         raise DatasetError(f"no lit_offrl recipe makes '{dataset_id}'; recipe ids: {', '.join(recipes.RECIPES)} "
                            f"(`lit-offrl datasets list` describes them).")
-    if minari_io.is_local(dataset_id):
+    damage = minari_io.check_local(dataset_id)
+    if damage is None and minari_io.is_local(dataset_id):
         raise DatasetError(_exists_message(dataset_id, minari_io.local_root()))
     options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed),
                                              ("train_steps", args.train_steps)) if value is not None}
     if "train_steps" in options and "train_steps" not in inspect.signature(recipes.RECIPES[dataset_id]).parameters:
         raise UserError(f"--train-steps applies to the locomotion recipes, not to '{dataset_id}'.")
+    if damage is not None:  # what a killed build leaves, or a damaged file: `minari delete` cannot read it
+        minari_io.remove_broken(dataset_id, damage)
     print(f"lit_offrl: building '{dataset_id}' in {minari_io.local_root()}", flush=True)
     start = time.perf_counter()
     try:
@@ -130,23 +135,19 @@ def _exists_message(dataset_id: str, root: Any) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _local_datasets() -> dict[str, dict]:
-    """Local dataset id -> metadata (a half-written folder is listed without metadata)."""
-    import warnings
-
-    import minari
-
+def _local_datasets() -> dict[str, dict | Any]:
+    """Local dataset id -> its metadata, or the `minari_io.Damage` that says why it is broken."""
     from lit_offrl.data import minari_io
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Minari warns about misconfigured folders; they are listed below anyway
-        try:
-            local = dict(minari.list_local_datasets())
-        except Exception:
-            local = {}
+    local: dict[str, dict | Any] = {}
     for dataset_id in minari_io.local_dataset_ids():
-        local.setdefault(dataset_id, {})
-    return dict(sorted(local.items()))
+        damage = minari_io.check_local(dataset_id)
+        if damage is None:
+            path = minari_io.dataset_folder(dataset_id) / "data" / "metadata.json"
+            local[dataset_id] = json.loads(path.read_text())
+        else:
+            local[dataset_id] = damage
+    return local
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -154,17 +155,20 @@ def _list(args: argparse.Namespace) -> int:
 
     local = _local_datasets()
     width = max(len(i) for i in [*recipes.RECIPES, *local])
-    print("Datasets lit_offrl can build (`lit-offrl datasets make ID`; * = already in the local root):")
+    print("Datasets lit_offrl can build (`lit-offrl datasets make ID`; * = already in the local root, "
+          "! = there but broken):")
     for dataset_id, description in recipes.DESCRIPTIONS.items():
-        print(f"{'*' if dataset_id in local else ' '} {dataset_id:<{width}}  {description}")
+        mark = " " if dataset_id not in local else "*" if isinstance(local[dataset_id], dict) else "!"
+        print(f"{mark} {dataset_id:<{width}}  {description}")
     print(f"\nLocal datasets in {minari_io.local_root()}:")
     if not local:
         print("  none")
     for dataset_id, metadata in local.items():
-        if "total_steps" in metadata:
+        if isinstance(metadata, dict):
             detail = f"{int(metadata['total_episodes']):,} episodes, {int(metadata['total_steps']):,} steps"
         else:
-            detail = "unreadable metadata (half-written? delete it with `minari delete ID`)"
+            detail = (f"BROKEN: {metadata.path}: {metadata.problem}; {minari_io.repair_hint(dataset_id)} "
+                      f"(not `minari delete`, which cannot read it)")
         print(f"  {dataset_id:<{width}}  {detail}")
     return 0
 
@@ -189,7 +193,6 @@ def _env_summary(spec_json: Any) -> str | None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    import minari
     from minari.storage.local import parse_dataset_id
 
     from lit_offrl.data import minari_io, recipes
@@ -200,17 +203,13 @@ def _show(args: argparse.Namespace) -> int:
     except (ValueError, TypeError):
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/maze2d/umaze-v0').") from None
-    if not minari_io.is_local(dataset_id):
+    if not minari_io.is_local(dataset_id) and not minari_io.dataset_folder(dataset_id).exists():
         hint = (f"build it with `lit-offrl datasets make {dataset_id}`" if dataset_id in recipes.RECIPES
                 else f"download it with `minari download {dataset_id}`")
         local = minari_io.local_dataset_ids()
         raise DatasetError(f"'{dataset_id}' is not in the local root {minari_io.local_root()} "
                            f"(local datasets: {', '.join(local) if local else 'none'}); {hint}.")
-    try:
-        dataset = minari.load_dataset(dataset_id)
-    except Exception as exc:
-        raise DatasetError(f"'{dataset_id}' cannot be read ({type(exc).__name__}: {exc}); delete it with "
-                           f"`minari delete {dataset_id}` and build or download it again.") from None
+    dataset = minari_io.open_local(dataset_id)  # a broken dataset: one line naming the file and the fix
     metadata = dataset.storage.metadata
     rows = [
         ("id", dataset_id),

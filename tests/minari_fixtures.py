@@ -69,17 +69,22 @@ def use_minari_root(path: Path, monkeypatch) -> Path:
 
 
 def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_space: spaces.Space,
-                  action_space: spaces.Space, **metadata: Any) -> BuiltDataset:
-    """Write `episodes` as the Minari dataset `dataset_id` (no environment: the spaces are given explicitly)."""
+                  action_space: spaces.Space, atomic: bool = False, **metadata: Any) -> BuiltDataset:
+    """Write `episodes` as the Minari dataset `dataset_id` (no environment: the spaces are given explicitly);
+    `atomic`: through lit_offrl's `create_dataset_atomically`, as the recipes write, instead of Minari's writer."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
     buffers = [EpisodeBuffer(id=i, observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
                              terminations=ep.terminations, truncations=ep.truncations)
                for i, ep in enumerate(episodes)]
+    if atomic:
+        from lit_offrl.data.minari_io import create_dataset_atomically as create
+    else:
+        create = minari.create_dataset_from_buffers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "env_spec is None", "eval_env is set to None"
-        dataset = minari.create_dataset_from_buffers(
+        dataset = create(
             dataset_id, buffer=buffers, observation_space=observation_space, action_space=action_space,
             **{**_METADATA, **metadata})
     return BuiltDataset(dataset, list(episodes), observation_space, action_space)
@@ -213,9 +218,121 @@ def make_empty_dataset(dataset_id: str = "test/empty-v0", obs_dim: int = 3, **me
 
 def flat_rows(space: spaces.Space, observations: Any, length: int) -> np.ndarray:
     """Every one of `length` observations of an episode flattened one at a time with `gymnasium.spaces.flatten`."""
-    def single(i: int):
-        if isinstance(observations, dict):
-            return {key: value[i] for key, value in observations.items()}
-        return observations[i]
+    def single(values: Any, i: int):
+        if isinstance(values, dict):  # nested Dict spaces: a dict of dicts of arrays
+            return {key: single(value, i) for key, value in values.items()}
+        return values[i]
 
-    return np.stack([gym.spaces.flatten(space, single(i)) for i in range(length)]).astype(np.float32)
+    return np.stack([gym.spaces.flatten(space, single(observations, i)) for i in range(length)]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- broken datasets
+def write_interrupted(dataset_id: str, episodes: Sequence[int] = (3, 2, 4), obs_dim: int = 3,
+                      killed_at: int = 1) -> Path:
+    """What a build killed halfway leaves when it writes in place (Minari's `create_dataset_from_buffers`):
+    the write is interrupted (KeyboardInterrupt, as Ctrl-C) while episode `killed_at` is written, so the folder
+    has metadata of 0 episodes without `dataset_size` and an HDF5 file holding the episodes before it. Returns
+    the dataset's folder."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    buffers: list[Any] = []
+    for e, length in enumerate(episodes):
+        terminations, truncations = _end_flags(length, terminated=False)
+        buffers.append(_KilledWhileWriting() if e == killed_at else EpisodeBuffer(
+            observations=box_observations(e, length, obs_dim), actions=np.zeros((length, 2), np.float32),
+            rewards=np.ones(length), terminations=terminations, truncations=truncations))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            minari.create_dataset_from_buffers(dataset_id, buffer=buffers, action_space=action_space,
+                                               observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                                               **_METADATA)
+    except KeyboardInterrupt:
+        pass
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id))
+
+
+class _KilledWhileWriting:
+    """An episode buffer whose data cannot be read: Minari's writer stops at it as at a Ctrl-C."""
+
+    id = seed = options = None
+
+    @property
+    def rewards(self):
+        raise KeyboardInterrupt
+
+
+def hdf5_path(dataset_id: str) -> Path:
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id)) / "data" / "main_data.hdf5"
+
+
+def metadata_path(dataset_id: str) -> Path:
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id)) / "data" / "metadata.json"
+
+
+def truncate_hdf5(dataset_id: str) -> Path:
+    """Cut the dataset's main_data.hdf5 to half its bytes (a copy that ran out of disk); returns its path."""
+    path = hdf5_path(dataset_id)
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    return path
+
+
+def append_empty_episode(dataset_id: str, observation: Any, action_shape: tuple[int, ...]) -> None:
+    """Add an episode of 0 steps (one observation, no actions or rewards) at the end of an HDF5 dataset, as a
+    writer other than Minari's can (Minari 0.5.4's own writer fails with IndexError on one)."""
+    import json
+
+    import h5py
+
+    with h5py.File(hdf5_path(dataset_id), "a") as file:
+        index = sum(1 for key in file.keys() if key.startswith("episode_"))
+        group = file.create_group(f"episode_{index}")
+        group.attrs["id"], group.attrs["total_steps"] = index, 0
+
+        def write(parent, name, value):
+            if isinstance(value, dict):
+                sub = parent.create_group(name)
+                for key, part in value.items():
+                    write(sub, key, part)
+            else:
+                parent.create_dataset(name, data=np.asarray(value)[None])
+
+        write(group, "observations", observation)
+        group.create_dataset("actions", data=np.zeros((0, *action_shape), np.float32))
+        for name, dtype in (("rewards", np.float64), ("terminations", bool), ("truncations", bool)):
+            group.create_dataset(name, data=np.zeros(0, dtype))
+    path = metadata_path(dataset_id)
+    metadata = json.loads(path.read_text())
+    metadata["total_episodes"] += 1
+    path.write_text(json.dumps(metadata))
+
+
+class ResetFailsEnv(gym.Env):
+    """A tiny env that can be made but not reset (a bare AssertionError, as FrankaKitchen-v1 under mujoco 4)."""
+
+    observation_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = spaces.Box(-2.0, 2.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        assert self.np_random.random() > 2.0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+def eval_env_spec(env_id: str, entry_point: str) -> Any:
+    """An EnvSpec (not registered) for a dataset's `eval_env`: Minari stores it without making the env."""
+    from gymnasium.envs.registration import EnvSpec
+
+    return EnvSpec(id=env_id, entry_point=entry_point, max_episode_steps=10)

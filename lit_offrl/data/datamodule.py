@@ -3,6 +3,8 @@ chunks), plus its evaluation env."""
 
 from __future__ import annotations
 
+import importlib.util
+import traceback
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +20,9 @@ from lit_offrl.data.buffer import (Batch, RandomBatchStream, RandomSequenceStrea
 from lit_offrl.errors import DatasetError, UserError
 
 DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
+# Top-level module -> the pip package that provides it, where the names differ.
+_PIP_PACKAGES = {"gymnasium_robotics": "gymnasium-robotics", "ale_py": "ale-py", "Box2D": '"gymnasium[box2d]"',
+                 "mujoco_py": "mujoco-py"}
 
 
 class OfflineDataModule(L.LightningDataModule):
@@ -67,7 +72,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.sequence_length = sequence_length
         self.dataset = minari_io.resolve(dataset_id)
         action_space = minari_io.box_action_space(self.dataset)  # fail before any data is loaded
-        self.obs_dim = int(gym.spaces.flatdim(self.dataset.observation_space))
+        self.obs_dim = minari_io.observation_dim(self.dataset.observation_space)
         self.action_dim = int(np.prod(action_space.shape))
         low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
         # Unbounded action spaces take their bounds from the data's min / max in setup() (as d3rlpy's
@@ -84,9 +89,12 @@ class OfflineDataModule(L.LightningDataModule):
         self.transitions: Transitions | None = None
         self.reward_normalizer: float | None = None  # normalize_reward: 1000 / (max - min return), set in setup
         self.sampler_state = SamplerState()
+        self._eval_env_checked = False
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate"):
+            self.check_eval_env()  # seconds, before the data is loaded and long before the first evaluation
         if self.transitions is not None:
             return
         data = minari_io.load(self.dataset)
@@ -119,7 +127,11 @@ class OfflineDataModule(L.LightningDataModule):
             self.action_low, self.action_high = actions.min(0).values, actions.max(0).values
             flat = self.action_high <= self.action_low
             self.action_low, self.action_high = self.action_low - flat.float(), self.action_high + flat.float()
-        actions = (2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0).clamp(-1.0, 1.0)
+        # A dimension whose bounds are equal (a Box with low == high there) holds one value: it normalizes to 0,
+        # and act() maps any action back to that value (0/0 would make every action NaN).
+        span = self.action_high - self.action_low
+        actions = torch.where(span > 0, 2.0 * (actions - self.action_low) / torch.where(span > 0, span, 1.0) - 1.0,
+                              0.0).clamp(-1.0, 1.0)
         self.transitions = Transitions(
             obs=self.normalize(observations), action=actions, reward=rewards,
             next_obs=self.normalize(torch.from_numpy(data.next_observations)),
@@ -213,6 +225,59 @@ class OfflineDataModule(L.LightningDataModule):
     def make_eval_env(self) -> gym.Env:
         """A fresh evaluation environment (`recover_environment(eval_env=True)`)."""
         return self.dataset.recover_environment(eval_env=True)
+
+    def check_eval_env(self) -> None:
+        """Make the evaluation env once, reset it with the first evaluation seed and close it, so that an env that
+        cannot run (its package not installed, an incompatible simulator version) fails before the first update
+        with one `DatasetError` line, not at the first evaluation thousands of updates later. Does nothing
+        when `eval_episodes` is 0 or the check passed before."""
+        if self.hparams.eval_episodes <= 0 or getattr(self, "_eval_env_checked", False):
+            return
+        env = None
+        try:
+            env = self.make_eval_env()
+            env.reset(seed=int(self.hparams.eval_seed))
+        except Exception as exc:
+            raise DatasetError(self._eval_env_failure(exc, "made" if env is None else "reset")) from None
+        finally:
+            if env is not None:
+                try:
+                    env.close()
+                except Exception:  # a failed close says nothing about whether evaluation can run
+                    pass
+        self._eval_env_checked = True
+
+    def _eval_env_failure(self, exc: Exception, step: str) -> str:
+        """One line: which env failed, how, and what to do."""
+        dataset, dataset_id = getattr(self, "dataset", None), getattr(self, "dataset_id", None)
+        env_id = self.hparams.get("env_id")  # OnlineDataModule: the env it trains and evaluates in
+        if env_id is None and dataset is not None:
+            env_id = getattr(minari_io.eval_env_spec(dataset), "id", None)
+        what = f"the evaluation env '{env_id}'"
+        if dataset_id is not None and not self.hparams.get("env_id"):
+            what += f" of dataset '{dataset_id}'"
+        skip = "or train without evaluation with --data.eval_episodes 0"
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            top = exc.name.split(".")[0]
+            if top != exc.name and importlib.util.find_spec(top) is not None:
+                return (f"{what} cannot be {step}: the installed '{top}' has no module '{exc.name}'; install the "
+                        f"version of {top} the dataset was made with, {skip}.")
+            package = _PIP_PACKAGES.get(top, top.replace("_", "-"))
+            return (f"{what} cannot be {step}: it needs the Python module '{exc.name}', which is not installed. "
+                    f"Install it (`pip install {package}`), {skip}.")
+        message = " ".join(str(exc).split())
+        if message:
+            cause = f"{type(exc).__name__}: {message if len(message) <= 300 else message[:297] + '...'}"
+        else:  # a bare assert: where it failed is all there is to go on
+            cause = f"{type(exc).__name__} (no message)"
+            frames = traceback.extract_tb(exc.__traceback__)
+            if frames:
+                cause += f" at {frames[-1].filename}:{frames[-1].lineno}"
+                cause += f" (`{frames[-1].line}`)" if frames[-1].line else ""
+        requirements = (dataset.storage.metadata.get("requirements") or []) if dataset is not None else []
+        versions = f" (the dataset asks for {', '.join(map(str, requirements))})" if requirements else ""
+        return (f"{what} cannot be {step}: {cause}. Check that the packages it needs are installed in versions "
+                f"that work together{versions}, {skip}.")
 
     @property
     def observation_space(self) -> gym.Space:

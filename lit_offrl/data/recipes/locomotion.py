@@ -544,9 +544,11 @@ def make_locomotion_dataset(dataset_id: str, env: str = "hopper", level: str = "
     buffers = [EpisodeBuffer(observations=ep["observations"], actions=ep["actions"], rewards=ep["rewards"],
                              terminations=ep["terminations"], truncations=ep["truncations"]) for ep in episodes]
     algorithm = {"random": "uniform-random", "medium-replay": "SAC-replay-buffer"}.get(level, "SAC")
+    from lit_offrl.data.minari_io import create_dataset_atomically  # a killed build leaves no half-written dataset
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*author_email.*")
-        dataset = minari.create_dataset_from_buffers(
+        dataset = create_dataset_atomically(
             dataset_id=dataset_id, buffer=buffers, env=spec, eval_env=spec, algorithm_name=algorithm,
             author="lit_offrl", code_permalink=CODE_PERMALINK, ref_min_score=ref_min, ref_max_score=ref_max,
             description=description, requirements=_requirements())

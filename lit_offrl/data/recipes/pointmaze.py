@@ -802,9 +802,11 @@ def make_pointmaze_dataset(
         f"controller, over {refs['eval_episodes']} evaluation episodes (noiseless controller success rate "
         f"{refs['expert_success_rate']:.0%}). Goals reached in the data: {goal_reaches}."
     )
+    from lit_offrl.data.minari_io import create_dataset_atomically  # a killed build leaves no half-written dataset
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*author_email.*")
-        dataset = minari.create_dataset_from_buffers(
+        dataset = create_dataset_atomically(
             dataset_id=dataset_id,
             buffer=buffers,
             env=env_spec,
