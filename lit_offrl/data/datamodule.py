@@ -249,13 +249,15 @@ class OfflineDataModule(L.LightningDataModule):
 
     def _eval_env_failure(self, exc: Exception, step: str) -> str:
         """One line: which env failed, how, and what to do."""
-        dataset, dataset_id = getattr(self, "dataset", None), getattr(self, "dataset_id", None)
-        env_id = self.hparams.get("env_id")  # OnlineDataModule: the env it trains and evaluates in
-        if env_id is None and dataset is not None:
-            env_id = getattr(minari_io.eval_env_spec(dataset), "id", None)
-        what = f"the evaluation env '{env_id}'"
-        if dataset_id is not None and not self.hparams.get("env_id"):
-            what += f" of dataset '{dataset_id}'"
+        # OnlineDataModule has no dataset_id: its env_id is a Gymnasium id or a Minari id (then `dataset`), or it
+        # evaluates in the env of its `offline` data module's dataset.
+        dataset, source = getattr(self, "dataset", None), getattr(self, "dataset_id", None)
+        offline = getattr(self, "offline", None)
+        if dataset is None and offline is not None and not self.hparams.get("env_id"):
+            dataset, source = offline.dataset, offline.dataset_id
+        spec = minari_io.eval_env_spec(dataset) if dataset is not None else None
+        env_id = getattr(spec, "id", None) or self.hparams.get("env_id")
+        what = f"the evaluation env '{env_id}'" + (f" of dataset '{source}'" if dataset is not None and source else "")
         skip = "or train without evaluation with --data.eval_episodes 0"
         if isinstance(exc, ModuleNotFoundError) and exc.name:
             top = exc.name.split(".")[0]
