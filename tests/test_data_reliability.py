@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import subprocess
 import warnings
 
@@ -21,8 +22,8 @@ from lit_offrl import datasets_cli
 from lit_offrl.data import minari_io, recipes
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.errors import DatasetError
-from minari_fixtures import (Episode, append_empty_episode, eval_env_spec, flat_rows, hdf5_path, make_box_dataset,
-                             metadata_path, truncate_hdf5, use_minari_root, write_dataset, write_interrupted)
+from minari_fixtures import (Episode, append_empty_episode, eval_env_spec, flat_rows, make_box_dataset, metadata_path,
+                             truncate_hdf5, use_minari_root, write_dataset, write_interrupted)
 
 MAZE_ID = "lit-offrl/pointmaze/umaze-v0"
 FAKE_RECIPE_ID = "lit-offrl/test/box-v0"  # a recipe id registered by the `fake_recipe` fixture
@@ -93,7 +94,7 @@ def test_a_killed_builds_temporary_folder_is_hidden_and_removed_by_the_next_buil
     dead.wait()
     leftover = root / f".lit-offrl-tmp-{dead.pid}-abc"
     (leftover / "lit-offrl" / "test" / "box-v0" / "data").mkdir(parents=True)
-    (leftover / "owner").write_text(f"{__import__('socket').gethostname()} {dead.pid}\n")
+    (leftover / "owner").write_text(f"{socket.gethostname()} {dead.pid}\n")
     assert minari_io.local_dataset_ids() == []
     assert datasets_cli.main(["list"]) == 0
     assert "  none" in capsys.readouterr().out
@@ -151,12 +152,16 @@ def _not_json(dataset_id):
     return metadata_path(dataset_id), "not valid JSON"
 
 
-def _missing_key(dataset_id):
+def _edit_metadata(dataset_id, change):
     path = metadata_path(dataset_id)
     metadata = json.loads(path.read_text())
-    del metadata["data_format"]
+    change(metadata)
     path.write_text(json.dumps(metadata))
-    return path, "lacks the required key data_format"
+    return path
+
+
+def _missing_key(dataset_id):
+    return _edit_metadata(dataset_id, lambda m: m.pop("data_format")), "lacks the required key data_format"
 
 
 def _a_list(dataset_id):
@@ -165,10 +170,7 @@ def _a_list(dataset_id):
 
 
 def _bad_space(dataset_id):
-    path = metadata_path(dataset_id)
-    metadata = json.loads(path.read_text())
-    metadata["observation_space"] = '{"type": "Box", "dtype": "float32"}'
-    path.write_text(json.dumps(metadata))
+    path = _edit_metadata(dataset_id, lambda m: m.update(observation_space='{"type": "Box", "dtype": "float32"}'))
     return path, "its observation_space cannot be parsed"
 
 
