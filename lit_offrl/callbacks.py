@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
+
+
+@dataclass
+class Stopped:
+    """Why and where a run stopped on a signal (set on the `SIGTERMException` the CLI turns into an exit status)."""
+
+    signum: int
+    updates: int
+    checkpoint: str
+    requeued: str | None = None  # the SLURM job id requeued, if any
 
 
 class UpdateCheckpoint(ModelCheckpoint):
@@ -27,6 +45,75 @@ class UpdateCheckpoint(ModelCheckpoint):
                          auto_insert_metric_name=False, enable_version_counter=False)
         self.every_n_updates = every_n_updates
         self._last_update_saved = -1
+        self._stop_signal: int | None = None
+
+    # ---- preemption: SIGTERM / SIGINT / SLURM's requeue signal stop after the update in progress, with last.ckpt
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._install_stop_handlers(trainer)
+
+    def _install_stop_handlers(self, trainer) -> None:
+        """SIGTERM (schedulers' preemption), SIGINT (Ctrl-C) and, under SLURM with auto_requeue, its requeue
+        signal (SIGUSR1) ask Lightning's loop to stop after the update in progress; `on_exception` then writes
+        last.ckpt at that update. A handler never saves itself: it can run in the middle of an update (between
+        the critic's and the actor's step), and a checkpoint of that would not resume exactly. A second SIGINT
+        interrupts at once (no checkpoint). Lightning restores the previous handlers when fit ends."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        connector = trainer._signal_connector
+        lightning_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def stop(signum, frame) -> None:
+            if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = self._stop_signal or signum
+            if signum == signal.SIGTERM and callable(lightning_sigterm):
+                lightning_sigterm(signum, frame)  # also forwards the signal to DDP worker processes
+            connector.received_sigterm = True
+            rank_zero_info(f"lit_offrl: {signal.Signals(signum).name} received: stopping after this update, "
+                           f"writing last.ckpt")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        environment = trainer._accelerator_connector.cluster_environment
+        if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+            # Replaces Lightning's handler, which saves an hpc_ckpt inside the handler (mid-update) into
+            # default_root_dir, shared by every run there.
+            signal.signal(environment.requeue_signal or signal.SIGUSR1, stop)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return  # a crash or a second Ctrl-C: the state may be mid-update, keep the last good checkpoint
+        signum = self._stop_signal or signal.SIGTERM
+        if pl_module._updates != self._last_update_saved:
+            self._save(trainer, pl_module)
+        requeued = None
+        environment = trainer._accelerator_connector.cluster_environment
+        if (isinstance(environment, SLURMEnvironment) and environment.auto_requeue
+                and signum == (environment.requeue_signal or signal.SIGUSR1)):
+            requeued = self._requeue(trainer)
+        exception.lit_offrl_stop = Stopped(int(signum), pl_module._updates, self.last_model_path, requeued)
+
+    @staticmethod
+    def _requeue(trainer) -> str | None:
+        """`scontrol requeue` this SLURM job (rank 0), as Lightning's auto_requeue does; the requeued job runs the
+        same command and resumes this run (lit_offrl.cli matches it by the job id saved in the checkpoint)."""
+        from lit_offrl.algos.base import slurm_job_id
+
+        job = slurm_job_id()
+        if not trainer.is_global_zero or job is None:
+            return job
+        try:
+            status = subprocess.call(["scontrol", "requeue", job])
+        except FileNotFoundError:
+            status = None
+        if status != 0:
+            print(f"lit_offrl: warning: `scontrol requeue {job}` failed ({'not found' if status is None else status});"
+                  f" resume with --ckpt_path last", file=sys.stderr)
+            return None
+        return job
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
         updates = pl_module._updates

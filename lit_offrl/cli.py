@@ -16,13 +16,19 @@ and run folder start fresh), where `--ckpt_path` resumes the checkpoint's own ru
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
+import signal
 import sys
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import lit_offrl.algos  # noqa: F401  (registers the algorithms so `--model IQL` resolves)
 from lit_offrl.algos.base import OfflineRLModule
@@ -43,12 +49,35 @@ TRAINER_DEFAULTS = {
 }
 
 
+class _Parser(LightningArgumentParser):
+    """LightningCLI's parser, with one line instead of a usage dump for a `--model` / `--data` class that does not
+    resolve (jsonargparse's message for `--model NoSuchAlgo` is 60 lines ending in "Expected a dot import path")."""
+
+    def error(self, message: str, *args, **kwargs):
+        match = re.match(r'Parser key "(model|data)":', message or "")
+        given = re.search(r"Given value: (.*)", message or "")
+        if match and given and ("import path" in message or "class_path" in message or "Import" in message):
+            key, value = match.group(1), given.group(1).strip()
+            if key == "model":
+                raise UserError(f"--model {value}: no such algorithm. Available: {', '.join(available_algorithms())} "
+                                f"(or the class path of your own OfflineRLModule subclass, e.g. mypkg.MyTD3BC).")
+            raise UserError(f"--data {value}: no such data module. Available: OfflineDataModule, OnlineDataModule "
+                            f"(or the class path of a LightningDataModule subclass of OfflineDataModule).")
+        return super().error(message, *args, **kwargs)
+
+
+def available_algorithms() -> list[str]:
+    """The algorithm class names `--model NAME` accepts (lit_offrl.algos)."""
+    return [name for name in lit_offrl.algos.__all__ if name != "OfflineRLModule"]
+
+
 class LitOffRLCLI(LightningCLI):
     """LightningCLI for `OfflineRLModule` subclasses (by name or class path) over `OfflineDataModule`."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_class", _Parser)
         super().__init__(OfflineRLModule, OfflineDataModule, *args, subclass_mode_model=True, subclass_mode_data=True,
                          seed_everything_default=False, auto_configure_optimizers=False, **kwargs)
 
@@ -81,18 +110,35 @@ class LitOffRLCLI(LightningCLI):
 
     def before_fit(self) -> None:
         path = self.config.fit.get("finetune_from")
-        if path:
-            if self.config.fit.get("ckpt_path"):
-                raise UserError("give either --ckpt_path (resume that run) or --finetune_from (a new run from its "
-                                "weights), not both.")
+        if path:  # (with --ckpt_path too: refused in _parse_ckpt_path)
             load_weights(self.model, path)
 
     def _parse_ckpt_path(self) -> None:
-        # `--ckpt_path last` must become a real path before Lightning reads the checkpoint's hyperparameters.
+        # Runs after parsing and before anything is instantiated or written: every check of the run's arguments
+        # that can fail goes here, so a bad argument leaves no run folder behind.
         subcommand = self.config.get("subcommand")
-        if subcommand and self.config[subcommand].get("ckpt_path") == "last":
-            self._resolve_last_checkpoint(self.config[subcommand], subcommand)
+        if not subcommand:
+            return super()._parse_ckpt_path()
+        config = self.config[subcommand]
+        _place_default_logger(config)
+        if subcommand == "fit":
+            _check_max_steps(config)
+            if config.get("finetune_from") and config.get("ckpt_path"):
+                raise UserError("give either --ckpt_path (resume that run) or --finetune_from (a new run from its "
+                                "weights), not both.")
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last":
+            self._resolve_last_checkpoint(config, subcommand)
+        elif ckpt_path is None and subcommand == "fit":
+            self._resume_requeued_slurm_job(config)
+        elif ckpt_path not in (None, "best", "hpc", "registry") and not str(ckpt_path).startswith("registry:"):
+            _check_checkpoint_file(config, str(ckpt_path))
+        given = config.get("model")
+        given = None if given is None else (given.get("class_path"), dict(vars(given.get("init_args") or {})))
+        self._given_model = given
         super()._parse_ckpt_path()
+        if given is not None and config.get("ckpt_path"):
+            _note_replaced_hyperparameters(given[1], self.config[subcommand].get("model"))
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -100,31 +146,224 @@ class LitOffRLCLI(LightningCLI):
         seed = config.get("seed_everything")
         L.seed_everything(_data_args(config).seed if seed in (None, False, True) else int(seed), verbose=False)
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # model.obs_dim / action_dim are linked from the data; a value the user gave that the data contradicts
+        # cannot be honoured (the model would be built for other dimensions).
+        given = getattr(self, "_given_model", None)
+        datamodule = getattr(self, "datamodule", None)
+        if given is None or datamodule is None or not hasattr(datamodule, "obs_dim"):
+            return
+        for name in ("obs_dim", "action_dim"):
+            value = given[1].get(name)
+            if value is not None and int(value) != int(getattr(datamodule, name)):
+                raise UserError(f"--model.{name} {value} does not match the data: "
+                                f"'{getattr(datamodule, 'dataset_id', '?')}' has {name}={getattr(datamodule, name)}. "
+                                f"Leave model.{name} unset (the CLI links it from the data).")
+
+    def _resolve_last_checkpoint(self, config, subcommand: str) -> None:
+        """The newest last.ckpt of a run of this model class, dataset and seed under the run root; fit keeps
+        logging in that run's folder. Runs of another model, dataset or seed are never resumed (nor written)."""
+        root = _run_root(config)
+        runs = _runs(root)
+        wanted = _wanted_run(config)
+        matching = [run for run in runs if not _mismatches(run, wanted)]
+        if not matching:
+            described = "".join(f"\n  {run.folder}: {run.describe()}: {'; '.join(_mismatches(run, wanted))}"
+                                for run in runs)
+            raise UserError(f"--ckpt_path last: no run of {_describe(wanted)} under {root}/*/checkpoints/"
+                            + (f". Runs found, none matching:{described}\n" if runs else " (no readable last.ckpt "
+                               "there). ")
+                            + "Start a new run without --ckpt_path, or give a checkpoint's path.")
+        newest = max(matching, key=lambda run: run.mtime)
+        self._resume(config, subcommand, newest, "resuming")
+
+    def _resume_requeued_slurm_job(self, config) -> None:
+        """A SLURM job requeued after preemption (SLURM_RESTART_COUNT >= 1) runs its command again: it resumes the
+        run that this job id wrote, if it wrote one, so the sbatch line needs no --ckpt_path."""
+        from lit_offrl.algos.base import slurm_job_id
+
+        job = slurm_job_id()
+        if job is None or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+            return
+        wanted = _wanted_run(config)
+        mine = [run for run in _runs(_run_root(config), warn=False)
+                if run.slurm_job_id == job and not _mismatches(run, wanted)]
+        if mine:
+            self._resume(config, "fit", max(mine, key=lambda run: run.mtime), f"SLURM job {job} requeued: resuming")
+
     @staticmethod
-    def _resolve_last_checkpoint(config, subcommand: str) -> None:
-        """The newest last.ckpt under the logger's folder of this dataset; fit keeps logging in its run folder."""
+    def _resume(config, subcommand: str, run: "_Run", verb: str) -> None:
+        config.ckpt_path = str(run.path)
         logger = config.trainer.logger
         init = logger.get("init_args", None) if hasattr(logger, "get") else None
-        root = Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs") if init else Path("lightning_logs")
-        data = _data_args(config)
-        data_class = str(config.data.get("class_path", "OfflineDataModule")).rsplit(".", 1)[-1]
-        # The run's data: the dataset (offline), the environment and offline dataset (online).
-        keys = {key: data.get(key) for key in ("dataset_id", "env_id", "offline_dataset_id") if key in data}
-        candidates = []
-        for path in root.glob("*/checkpoints/last.ckpt"):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-            saved = checkpoint.get("datamodule_hyper_parameters", {})
-            if data_class in checkpoint and all(saved.get(key) == value for key, value in keys.items()):
-                candidates.append(path)
-        if not candidates:
-            what = ", ".join(f"{key}={value}" for key, value in keys.items() if value is not None)
-            raise UserError(f"--ckpt_path last: no last.ckpt of a {data_class} run on {what} under "
-                            f"{root}/*/checkpoints/. Start a run without --ckpt_path, or give the checkpoint's path.")
-        newest = max(candidates, key=lambda p: p.stat().st_mtime)
-        config.ckpt_path = str(newest)
         if init is not None and subcommand == "fit":
-            init["version"] = newest.parent.parent.name
-        print(f"lit_offrl: resuming from {newest}", file=sys.stderr)
+            init["version"] = run.folder.name
+        print(f"lit_offrl: {verb} {run.folder} ({run.describe()}) from {run.path.name} at update {run.updates}",
+              file=sys.stderr)
+
+
+class _Run:
+    """What a run folder's last.ckpt says about its run (read lazily, memory-mapped)."""
+
+    def __init__(self, path: Path, checkpoint: dict):
+        self.path, self.folder, self.mtime = path, path.parent.parent, path.stat().st_mtime
+        meta = checkpoint.get("lit_offrl") or {}
+        self.model_class = meta.get("model_class") or (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+        self.slurm_job_id = meta.get("slurm_job_id")
+        self.data_class = next((key for key in checkpoint if key.endswith("DataModule")), None)
+        self.data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+        state = checkpoint.get("state_dict") or {}
+        self.updates = int(state["num_updates"]) if "num_updates" in state else meta.get("updates", "?")
+
+    def describe(self) -> str:
+        return _describe({"model": self.model_class, "data_class": self.data_class,
+                          **{key: self.data.get(key) for key in _DATA_KEYS if key in self.data},
+                          "seed": self.data.get("seed")})
+
+
+_DATA_KEYS = ("dataset_id", "env_id", "offline_dataset_id")
+
+
+def _describe(run: dict) -> str:
+    model = str(run.get("model") or "any model").rsplit(".", 1)[-1]
+    data = ", ".join(f"{key} {run[key]}" for key in _DATA_KEYS if run.get(key) is not None)
+    return f"{model} on {data or run.get('data_class')}, seed {run.get('seed')}"
+
+
+def _wanted_run(config) -> dict:
+    data = _data_args(config)
+    data_class = str(config.data.get("class_path", "OfflineDataModule")).rsplit(".", 1)[-1]
+    model = config.get("model")
+    return {"model": model.get("class_path") if model is not None else None, "data_class": data_class,
+            **{key: data.get(key) for key in _DATA_KEYS if key in data}, "seed": data.get("seed")}
+
+
+def _mismatches(run: _Run, wanted: dict) -> list[str]:
+    """Why `run` is not a run of `wanted` (model class, data module, dataset / env, seed); empty if it is."""
+    reasons = []
+    if wanted["model"] is not None and _class_key(run.model_class) != _class_key(wanted["model"]):
+        reasons.append(f"model {str(run.model_class).rsplit('.', 1)[-1]}, not {wanted['model'].rsplit('.', 1)[-1]}")
+    if run.data_class != wanted["data_class"]:
+        reasons.append(f"data {run.data_class}, not {wanted['data_class']}")
+    for key in _DATA_KEYS:
+        if key in wanted and run.data.get(key) != wanted[key]:
+            reasons.append(f"{key} {run.data.get(key)}, not {wanted[key]}")
+    if run.data.get("seed") != wanted["seed"]:
+        reasons.append(f"seed {run.data.get('seed')}, not {wanted['seed']}")
+    return reasons
+
+
+def _class_key(path: str | None) -> str | None:
+    """A class path as `module.QualName` of the class it imports (`lit_offrl.TD3BC` and
+    `lit_offrl.algos.td3bc.TD3BC` are the same class); the path itself if it does not import."""
+    if not path:
+        return path
+    module, _, name = str(path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name) if module else getattr(lit_offrl.algos, name)
+    except (ImportError, AttributeError, ValueError):
+        return str(path)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _load_checkpoint_metadata(path: Path) -> dict:
+    """A checkpoint, memory-mapped (reading a run's metadata does not read its weights or replay buffer)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=False)  # a legacy (non-zip) checkpoint
+
+
+def _runs(root: Path, warn: bool = True) -> list[_Run]:
+    """Every run folder under `root` with a readable `checkpoints/last.ckpt`; unreadable ones are skipped with a
+    warning naming them (a truncated file must not stop every other run from resuming)."""
+    runs = []
+    for path in sorted(root.glob("*/checkpoints/last.ckpt")):
+        try:
+            runs.append(_Run(path, _load_checkpoint_metadata(path)))
+        except Exception as exc:  # truncated, empty or not a checkpoint at all
+            if warn:
+                print(f"lit_offrl: warning: skipping {path}: not a readable checkpoint ({type(exc).__name__}: "
+                      f"{_one_line(exc)})", file=sys.stderr)
+    return runs
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_checkpoint_file(config, path: str) -> None:
+    """--ckpt_path PATH: the file exists, is a readable checkpoint, and is one of the model the user asked for."""
+    file = Path(path)
+    if not file.is_file():
+        hint = " (it is a folder: give the .ckpt file inside it)" if file.is_dir() else ""
+        raise UserError(f"--ckpt_path {path}: no such checkpoint file{hint}. Give the path of a .ckpt file, or "
+                        f"`--ckpt_path last` to resume the newest run of this model, dataset and seed.")
+    try:
+        run = _Run(file if file.parent.name == "checkpoints" else file, _load_checkpoint_metadata(file))
+    except Exception as exc:
+        raise UserError(f"--ckpt_path {path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)}); "
+                        f"the file may be truncated (a run killed while writing it): use another checkpoint.") from None
+    model = config.get("model")
+    given = model.get("class_path") if model is not None else None
+    if given is not None and run.model_class and _class_key(run.model_class) != _class_key(given):
+        saved = str(run.model_class).rsplit(".", 1)[-1]
+        raise UserError(f"--ckpt_path {path} is a {saved} checkpoint but --model is {given.rsplit('.', 1)[-1]}: "
+                        f"give --model {saved} (or leave --model out to take it from the checkpoint).")
+
+
+def _note_replaced_hyperparameters(given: dict, model) -> None:
+    """One line for every model hyperparameter the user set that the checkpoint's replaced (Lightning takes a
+    resumed or evaluated model's hyperparameters from its checkpoint)."""
+    if model is None:
+        return
+    final = dict(vars(model.get("init_args") or {}))
+    changed = [f"{name} {final[name]!r} (given {value!r})" for name, value in given.items()
+               if name not in ("obs_dim", "action_dim") and value is not None and name in final
+               and _plain(final[name]) != _plain(value)]
+    if changed:
+        print(f"lit_offrl: note: the model's hyperparameters come from the checkpoint: {', '.join(changed)}",
+              file=sys.stderr)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_max_steps(config) -> None:
+    """--trainer.max_steps counts updates; 0 or a negative count would train forever (the data never ends)."""
+    max_steps = config.trainer.get("max_steps")
+    if max_steps is None or max_steps > 0:
+        return
+    if max_steps == -1 and config.trainer.get("max_time"):
+        return  # no update limit, bounded by max_time (Lightning's convention)
+    raise UserError(f"--trainer.max_steps {max_steps}: give the number of gradient updates to train, a positive "
+                    f"integer (e.g. --trainer.max_steps 100000); -1 (no limit) needs --trainer.max_time.")
+
+
+def _place_default_logger(config) -> None:
+    """`--trainer.default_root_dir DIR` places the run: the default TensorBoard logger (save_dir '.') writes
+    DIR/lightning_logs/version_N, as Lightning's own default logger does. A logger the user set is kept."""
+    root = config.trainer.get("default_root_dir")
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args", None) if hasattr(logger, "get") else None
+    if root and init is not None and str(logger.get("class_path", "")).endswith("TensorBoardLogger") \
+            and init.get("save_dir") in (".", None):
+        init["save_dir"] = str(root)
+
+
+def _run_root(config) -> Path:
+    """The folder holding this command's run folders: the logger's save_dir/name, else default_root_dir."""
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args", None) if hasattr(logger, "get") else None
+    if init is not None and init.get("save_dir") is not None:
+        name = init.get("name")
+        return Path(init["save_dir"]) / name if name else Path(init["save_dir"])
+    return Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
 
 
 def _data_args(config):
@@ -177,6 +416,17 @@ def main(args: list[str] | None = None) -> None:
     except NonFiniteLossError as exc:
         print(f"lit-offrl: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except SIGTERMException as exc:
+        # Preempted (SIGTERM), interrupted (SIGINT) or requeued: last.ckpt holds the last finished update, and the
+        # exit status is the signal's (128 + N), never 0, so a scheduler does not record the run as finished.
+        stop = getattr(exc, "lit_offrl_stop", None)
+        signum = stop.signum if stop is not None else int(signal.SIGTERM)
+        if stop is not None:
+            then = (f"SLURM job {stop.requeued} requeued; it resumes this run" if stop.requeued else
+                    "resume with the same command plus --ckpt_path last")
+            print(f"lit-offrl: stopped by {signal.Signals(signum).name} after update {stop.updates}; "
+                  f"{stop.checkpoint or 'no checkpoint'} written: {then}.", file=sys.stderr)
+        raise SystemExit(128 + signum) from None
     except (ValueError, TypeError) as exc:
         # jsonargparse wraps an error raised while instantiating a subclass-mode argument (the data module)
         cause = _user_error_in(exc)

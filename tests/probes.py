@@ -28,17 +28,18 @@ class DumpRankState(L.Callback):
 
 
 class KillAtUpdate(L.Callback):
-    """SIGKILLs the training process after update `update`: a real crash, no cleanup, no final checkpoint."""
+    """Sends the training process a real signal after update `update`: SIGKILL (a crash: no cleanup, no final
+    checkpoint), or SIGTERM / SIGINT / SIGUSR1 (a scheduler's preemption, Ctrl-C, SLURM's requeue warning)."""
 
-    def __init__(self, update: int):
-        self.update = update
+    def __init__(self, update: int, signal: str = "SIGKILL"):
+        self.update, self.signal = update, signal
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module._updates == self.update:
             import os
             import signal
 
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, self.signal))
 
 
 class RecordCriticDtype(L.Callback):

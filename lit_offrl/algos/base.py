@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import time
 from typing import Any
 
@@ -166,7 +167,7 @@ class OfflineRLModule(L.LightningModule):
     def on_train_start(self) -> None:
         self._updates = int(self.num_updates)
         self._timer = (time.perf_counter(), self._updates)
-        if 0 < self.max_updates <= self._updates:
+        if 0 <= self.max_updates <= self._updates:
             self.trainer.should_stop = True
 
     def _seed_update(self) -> None:
@@ -288,6 +289,12 @@ class OfflineRLModule(L.LightningModule):
             self._eval_envs = None
 
     # ---------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # What `--ckpt_path last` and a requeued SLURM job match a run by (lit_offrl.cli), beside the data
+        # module's hyperparameters: the model's class and the SLURM job that wrote the checkpoint.
+        checkpoint["lit_offrl"] = {"model_class": f"{type(self).__module__}.{type(self).__qualname__}",
+                                   "updates": self._updates, "slurm_job_id": slurm_job_id()}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {})
         for name in ("obs_dim", "action_dim"):
@@ -295,3 +302,12 @@ class OfflineRLModule(L.LightningModule):
                 raise UserError(
                     f"the checkpoint was trained with {name}={saved[name]} but this model/dataset has "
                     f"{name}={getattr(self, name)}: evaluate it on the dataset it was trained on.")
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job running this process (`JOBID` or `ARRAYJOBID_TASKID`), or None outside SLURM. A requeued job
+    keeps its id, so it identifies the run a requeued job must resume."""
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if array_job is not None:
+        return f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")

@@ -282,6 +282,8 @@ class OnlineDataModule(OfflineDataModule):
 
     # ---------------------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate"):
+            self.check_eval_env()  # an env that cannot run fails here, before the first update (once)
         if self._obs_mean_np is not None:
             return
         module = self.trainer.lightning_module if self.trainer is not None else None
