@@ -401,12 +401,16 @@ def load_weights(model: OfflineRLModule, path: str) -> None:
           file=sys.stderr)
 
 
+# Commands beside fit/validate: each module's `main(argv) -> int` returns the exit status.
+TOOLS = {"datasets": "lit_offrl.datasets_cli", "export": "lit_offrl.export", "record": "lit_offrl.record",
+         "report": "lit_offrl.report"}
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of `lit-offrl` and `python cli.py`: user errors print one message, no traceback."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["datasets"]:  # `lit-offrl datasets make|list|show ...` is not a LightningCLI subcommand
-        from lit_offrl import datasets_cli
-        raise SystemExit(datasets_cli.main(argv[1:]))
+    if argv[:1] and argv[0] in TOOLS:  # `lit-offrl datasets|export|record|report ...`: not LightningCLI subcommands
+        raise SystemExit(importlib.import_module(TOOLS[argv[0]]).main(argv[1:]))
     try:
         LitOffRLCLI(args=args)
         _close_process_group()
