@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
@@ -144,12 +145,76 @@ class UpdateCheckpoint(ModelCheckpoint):
 
 
 class UpdatesProgressBar(TQDMProgressBar):
-    """The TQDM bar with the run's length in updates as its total (Lightning's would show '?')."""
+    """The training bar of a lit_offrl run, counted in gradient updates (`num_updates`, not batches or optimizer
+    steps): updates done / total, updates per second and the time left (averaged over this session, evaluations
+    included), and the last evaluation's normalized score (its return where the dataset has no reference scores)
+    with the update it was measured at. A module with training phases names the current one through an optional
+    `phase` property (a short string, or None), shown after its class name:
+
+        TD3BC:  45%|████▌     | 9000/20000 [01:02<01:16, 144.12 updates/s, score=53.2 at update 5000]
+        BRAC phase 1/2 behavior policy (to 300000):   3%|▎         | 9000/320000 [00:40<23:10, 223.70 updates/s]
+
+    A resumed run starts the bar at its checkpoint's update count; rate and time left count this session's updates.
+    """
+
+    UNIT = " updates"
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False):
+        super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self._evaluated_at: int | None = None
 
     @property
     def total_train_batches(self) -> int | float:
         max_updates = getattr(self.trainer.lightning_module, "max_updates", -1)
         return max_updates if max_updates > 0 else super().total_train_batches
+
+    @staticmethod
+    def description(pl_module) -> str:
+        """The bar's label: the module's class name and, for a phased algorithm, its current phase."""
+        phase = getattr(pl_module, "phase", None)
+        return f"{type(pl_module).__name__} {phase}" if phase else type(pl_module).__name__
+
+    def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
+        """The bar's postfix: the last evaluation (normalized score, else return) and the update it ran at, and any
+        other metric logged with prog_bar=True. Lightning's v_num and the module's perf/updates_per_sec (the bar
+        shows its own rate) are left out."""
+        items = {name: value for name, value in super().get_metrics(trainer, pl_module).items()
+                 if name not in ("v_num", "perf/updates_per_sec") and not name.startswith("val/")}
+        metrics = trainer.callback_metrics
+        for key, label in (("val/normalized_score", "score"), ("val/return", "return")):
+            if key in metrics and self._evaluated_at is not None:
+                items[label] = f"{float(metrics[key]):.1f} at update {self._evaluated_at}"
+                break
+        return items
+
+    def init_train_tqdm(self) -> Tqdm:
+        """The training bar, started at the module's update count (a resumed run's checkpoint: tqdm's rate and time
+        left count from there) with the run's length, labelled as `description` says."""
+        module = self.trainer.lightning_module
+        total = getattr(module, "max_updates", -1)
+        return Tqdm(desc=self.description(module), initial=int(getattr(module, "num_updates", 0)),
+                    total=total if total > 0 else None, unit=self.UNIT, position=2 * self.process_position,
+                    disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0,
+                    bar_format=self.BAR_FORMAT)
+
+    def on_train_epoch_start(self, trainer, *args: Any) -> None:
+        """Lightning's resets the bar to 0 and labels it 'Epoch N'; a lit_offrl run is one endless epoch counted in
+        updates, so the bar made in on_train_start stays."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
+        bar = self.train_progress_bar
+        updates = int(getattr(pl_module, "_updates", batch_idx + 1))
+        if bar is None or bar.disable or not self._should_update(updates, bar.total):
+            return
+        bar.set_description(self.description(pl_module), refresh=False)
+        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.n = updates
+        bar.refresh()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._evaluated_at = int(getattr(pl_module, "_updates", trainer.global_step))
+        super().on_validation_end(trainer, pl_module)
 
 
 class CompileNetworks(Callback):

@@ -93,6 +93,15 @@ class BRAC(OfflineRLModule):
                 self.adam([self.log_alpha], lr=self.alpha_lr))
 
     @property
+    def phase(self) -> str | None:
+        """The training phase at this update, as the progress bar shows it (None when pi_b is not fitted)."""
+        if self.behavior_steps <= 0:
+            return None
+        if self._updates < self.behavior_steps:
+            return f"phase 1/2 behavior policy (to {self.behavior_steps})"
+        return "phase 2/2 agent"
+
+    @property
     def alpha(self) -> Tensor:
         return self.log_alpha.exp().detach()
 

@@ -271,6 +271,19 @@ class LatentEM(OfflineRLModule):
             raise UserError(f"model.return_source=online executes plans in the dataset's environment, but "
                             f"'{datamodule.dataset_id}' records none: use model.return_source=offline.")
 
+    @property
+    def phase(self) -> str:
+        """The training phase at this update, as the progress bar shows it (phases of length 0 are not counted)."""
+        offline = self.return_source == "offline"
+        phases = [("VAE and V" if offline else "VAE", self.vae_steps)]
+        if offline:
+            phases.append(("V and return model", self.em_start))
+        phases = [(name, end) for k, (name, end) in enumerate(phases) if end > (phases[k - 1][1] if k else 0)]
+        phases.append(("EM" if offline else "EM, online returns", None))
+        current = next(k for k, (_, end) in enumerate(phases) if end is None or self._updates < end)
+        name, end = phases[current]
+        return f"phase {current + 1}/{len(phases)} {name}" + (f" (to {end})" if end is not None else "")
+
     # ------------------------------------------------------------------------------------------------ update
     def update(self, batch: Batch | SequenceBatch) -> dict[str, Tensor]:
         if isinstance(batch, Batch):

@@ -75,6 +75,15 @@ class PLAS(OfflineRLModule):
     def actor_loss(self, batch: Batch) -> Tensor:
         return -self.critic.q1(batch.obs, self.decoded_action(batch.obs)).mean()
 
+    @property
+    def phase(self) -> str | None:
+        """The training phase at this update, as the progress bar shows it (None without VAE pretraining)."""
+        if self.vae_pretrain_steps <= 0:
+            return None
+        if self._updates < self.vae_pretrain_steps:
+            return f"phase 1/2 VAE (to {self.vae_pretrain_steps})"
+        return "phase 2/2 policy and critics"
+
     def freeze_vae(self) -> None:
         """No gradients for the VAE once its phase is over: the decoder passes dQ/da through to the policy but
         is never changed by it (and its weight gradients are not even computed)."""
