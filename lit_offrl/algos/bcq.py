@@ -96,10 +96,12 @@ class BCQ(OfflineRLModule):
                 self.adam(self.actor.parameters(), lr=self.actor_lr),
                 self.adam(self.critic.parameters(), lr=self.critic_lr))
 
-    def candidates(self, obs: Tensor, num: int, perturbation: nn.Module) -> tuple[Tensor, Tensor]:
-        """`num` perturbed VAE proposals per state: (obs repeated (B*num, S), actions (B*num, A)), state-major."""
+    def candidates(self, obs: Tensor, num: int, perturbation: nn.Module,
+                   z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`num` perturbed VAE proposals per state: (obs repeated (B*num, S), actions (B*num, A)), state-major.
+        `z` (B*num, latent_dim) gives the VAE's latents; None samples its clipped prior."""
         obs = obs.repeat_interleave(num, dim=0)
-        return obs, perturbation(obs, self.vae.decode(obs))
+        return obs, perturbation(obs, self.vae.decode(obs, z))
 
     def critic_target(self, batch: Batch) -> Tensor:
         with torch.no_grad():
@@ -122,9 +124,11 @@ class BCQ(OfflineRLModule):
         self.soft_update(self.target_actor, self.actor, self.tau)
         return metrics
 
-    def policy_action(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        """argmax_j Q_1(s, xi(s, D(s, z_j))) over `num_act_samples` candidates per state, all states at once."""
-        repeated, actions = self.candidates(obs, self.num_act_samples, self.actor)
+    def policy_action(self, obs: Tensor, deterministic: bool = True, z: Tensor | None = None) -> Tensor:
+        """argmax_j Q_1(s, xi(s, D(s, z_j))) over `num_act_samples` candidates per state, all states at once.
+        The z_j are prior samples even when `deterministic`; `z` (B*num_act_samples, latent_dim, state-major) fixes
+        them (lit_offrl.export bakes one constant set into the exported policy)."""
+        repeated, actions = self.candidates(obs, self.num_act_samples, self.actor, z)
         q1 = self.critic(repeated, actions)[0].view(-1, self.num_act_samples)
         actions = actions.view(-1, self.num_act_samples, self.action_dim)
         return actions[torch.arange(actions.shape[0], device=obs.device), q1.argmax(-1)]
