@@ -281,14 +281,25 @@ def rollout_episode(model, env, space, episode: Episode, max_steps: int | None, 
     return episode
 
 
-class _GifWriter:
-    """Collects frames and writes one looping GIF on close (Pillow writes GIFs whole)."""
+class FrameList:
+    """A frame writer that keeps the frames in `frames`."""
 
-    def __init__(self, path: Path, fps: int):
-        self.path, self.fps, self.frames = path, fps, []
+    def __init__(self):
+        self.frames: list[np.ndarray] = []
 
     def append_data(self, frame: np.ndarray) -> None:
         self.frames.append(np.asarray(frame))
+
+    def close(self) -> None:
+        pass
+
+
+class _GifWriter(FrameList):
+    """Collects frames and writes one looping GIF on close (Pillow writes GIFs whole)."""
+
+    def __init__(self, path: Path, fps: int):
+        super().__init__()
+        self.path, self.fps = path, fps
 
     def close(self) -> None:
         import imageio.v3 as iio
@@ -308,8 +319,8 @@ def video_writer(path: Path, fmt: str, fps: int):
                               ffmpeg_log_level="error")
 
 
-def probe_rendering(source: EvalSource, size: dict, backend: str) -> str | None:
-    """None if the evaluation env renders an RGB frame with this backend, else why not (one line)."""
+def probe_rendering(source: EvalSource, size: dict) -> str | None:
+    """None if the evaluation env renders an RGB frame (with the MUJOCO_GL backend), else why not (one line)."""
     # A viewer whose GL context failed is freed with an AttributeError in its __del__ (gymnasium), which Python
     # would print as a traceback after our one line: collected here, with that report silenced.
     hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None
@@ -442,7 +453,7 @@ def record(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else default_out(checkpoint_path)
     out.mkdir(parents=True, exist_ok=True)
 
-    problem = probe_rendering(source, size, backend)
+    problem = probe_rendering(source, size)
     if problem is not None:
         print(f"{PROG}: warning: cannot render with MUJOCO_GL={backend} ({problem}); no video written: "
               f"{rendering_hint(backend)}.", file=sys.stderr, flush=True)

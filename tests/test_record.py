@@ -201,3 +201,31 @@ def test_a_resumed_run_bar_starts_at_the_checkpoints_update_count(maze_dm, tmp_p
         ckpt_path=str(tmp_path / "three.ckpt"))
     counts = [int(m.group(1)) for line in bar_lines(capsys.readouterr().out) if (m := re.search(r"\| (\d)/5 ", line))]
     assert counts and counts[0] == 3 and counts[-1] == 5 and set(counts) == {3, 4, 5}, counts
+
+
+# ------------------------------------------------------------------------------------------- RecordVideo callback
+def test_record_video_logs_an_animated_evaluation_episode_to_tensorboard(maze_root, monkeypatch, tmp_path):
+    """Every 2nd evaluation (updates 2, 4, 6 -> only 4) the callback logs the first validation episode, cut to 5
+    steps, as an animated GIF image at the update count: 64x48, the reset frame plus 5 step frames (Pillow merges
+    identical frames, adding their durations, so the total duration counts the frames)."""
+    from io import BytesIO
+
+    from PIL import Image, ImageSequence
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lit_offrl.callbacks import RecordVideo
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="run")
+    fit(TD3BC(8, 2, hidden_dims=(16,)), OfflineDataModule(MAZE_ID, batch_size=32, eval_episodes=1), tmp_path,
+        max_steps=6, val_check_interval=2, logger=logger,
+        callbacks=[RecordVideo(every_n_validations=2, max_steps=5, width=64, height=48, frame_every=1)])
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("val/episode_video")
+    assert [image.step for image in images] == [4]
+    gif = Image.open(BytesIO(images[0].encoded_image_string))
+    assert gif.format == "GIF" and gif.size == (64, 48) == (images[0].width, images[0].height)
+    durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+    assert len(durations) >= 2 and sum(durations) == 6 * 20  # PointMaze renders at 50 fps: 20 ms a frame
