@@ -178,12 +178,13 @@ class EvalSource:
         import gymnasium as gym
 
         from lit_offrl.data import minari_io
+        from lit_offrl.data.online import _is_gym_id
 
         self.eval_seed = int(data_hparams.get("eval_seed", 1_000_000))
         dataset_id = data_hparams.get("dataset_id") or data_hparams.get("offline_dataset_id")
         env_id = data_hparams.get("env_id")
         self.dataset = None
-        if env_id is not None and "/" not in env_id:  # an online run in a Gymnasium env
+        if env_id is not None and _is_gym_id(env_id):  # an online run in a Gymnasium env (OnlineDataModule's test)
             self.name, self.spec = env_id, gym.spec(env_id)
             self.observation_space = None  # from the env
         else:
