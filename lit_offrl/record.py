@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes.util
 import gc
-import importlib
 import json
 import os
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 
 from lit_offrl.datasets_cli import _count, _Parser
 from lit_offrl.errors import DatasetError, UserError
+from lit_offrl.export import load_checkpoint_model  # the model a checkpoint holds, in eval mode
 
 PROG = "lit-offrl record"
 # Mesa's headless OpenGL on Debian/Ubuntu: EGL (libEGL + the Mesa vendor library + the software DRI driver).
@@ -118,56 +118,6 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # checkpoint -> policy, dataset, environment
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def load_checkpoint_model(path: str | Path):
-    """Rebuild the `OfflineRLModule` a checkpoint was trained as (class and hyperparameters from the checkpoint),
-    load its weights and observation statistics, and return (model in eval mode, checkpoint dict)."""
-    import torch
-
-    from lit_offrl.algos.base import OfflineRLModule
-
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"checkpoint {path} is a folder: give a checkpoint file (a run's checkpoints/last.ckpt).")
-    if not path.is_file():
-        raise UserError(f"checkpoint {path}: no such file.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated, not a torch file
-        raise UserError(f"checkpoint {path} cannot be read ({_one_line(exc)}): pass a .ckpt file that "
-                        f"`lit-offrl fit` wrote.") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict): pass a .ckpt file that "
-                        f"`lit-offrl fit` wrote.")
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    class_path = hparams.get("_class_path") or (checkpoint.get("lit_offrl") or {}).get("model_class")
-    if not class_path:
-        raise UserError(f"checkpoint {path} names no model class (neither hyper_parameters._class_path nor "
-                        f"lit_offrl.model_class): it was not written by lit_offrl.")
-    if "." not in class_path:
-        class_path = f"lit_offrl.{class_path}"
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"checkpoint {path} was trained with model class {class_path}, which cannot be imported "
-                        f"here ({_one_line(exc)}): install the package that defines it.") from None
-    if not (isinstance(cls, type) and issubclass(cls, OfflineRLModule)):
-        raise UserError(f"checkpoint {path}: {class_path} is not an OfflineRLModule.")
-    init_args = {key: value for key, value in hparams.items() if not key.startswith("_")}
-    try:
-        model = cls(**init_args)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"checkpoint {path}: {class_path} cannot be built from its saved hyperparameters "
-                        f"({_one_line(exc, 300)}).") from None
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
-        raise UserError(f"checkpoint {path}: its weights do not fit {class_path} with its saved hyperparameters "
-                        f"({_one_line(exc, 300)}).") from None
-    model._updates = int(model.num_updates)
-    return model.eval(), checkpoint
 
 
 class EvalSource:

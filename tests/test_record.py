@@ -132,7 +132,7 @@ def test_without_rendering_one_line_says_what_to_install_and_the_plot_shows_vali
 def test_bad_input_is_one_line_with_status_2(tmp_path, capsys):
     missing = tmp_path / "missing.ckpt"
     assert record.main([str(missing)]) == 2
-    assert capsys.readouterr().err.strip() == f"lit-offrl record: error: checkpoint {missing}: no such file."
+    assert capsys.readouterr().err.strip() == f"lit-offrl record: error: {missing}: no such checkpoint file."
     assert record.main(["x.ckpt", "--format", "avi"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lit-offrl record: error: argument --format: invalid choice: 'avi'") and "\n" not in err
