@@ -35,9 +35,9 @@ updates trained, inputs and outputs, lit_offrl and torch versions) goes with the
 file `lit_offrl.json`, the ONNX metadata property `lit_offrl` (JSON either way; `read_metadata(path)`).
 
 TorchScript is written by `torch.jit.trace` (torch 2.13 marks it deprecated in favour of torch.export; it still
-works, and `torch.jit.load` reads the file); ONNX by torch.export's exporter (`torch.onnx.export(dynamo=True)`, opset 20; needs onnxscript, and
-onnxruntime for the check: `pip install 'lit_offrl[export]'`). Checkpoints are unpickled (`weights_only=False`,
-as `lit-offrl fit` itself loads them): export only checkpoints you trust.
+works, and `torch.jit.load` reads the file); ONNX by torch.export's exporter (`torch.onnx.export(dynamo=True)`,
+opset 20; needs onnxscript, and onnxruntime for the check: `pip install 'lit_offrl[export]'`). Checkpoints are
+unpickled (`weights_only=False`, as `lit-offrl fit` itself loads them): export only checkpoints you trust.
 
 Bad input (a missing or unreadable CKPT, a checkpoint of no lit_offrl model, an algorithm that cannot be
 exported, a bad argument) prints one `lit-offrl export: error: ...` line on stderr and returns 2; an export that
@@ -453,7 +453,8 @@ def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
         raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {_one_line(exc, 200)}); give a "
                         f".ckpt written by `lit-offrl fit`.") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by `lit-offrl fit`.")
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by "
+                        f"`lit-offrl fit`.")
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = (checkpoint.get("lit_offrl") or {}).get("model_class") or hparams.get("_class_path")
     if not class_path:

@@ -136,7 +136,8 @@ def _expected_actions(name: str, model, calls: list[np.ndarray], monkeypatch) ->
     return [model.act(obs).numpy() for obs in calls]
 
 
-@pytest.mark.parametrize("name, fmt", [(name, "torchscript") for name in ALGOS] + [(name, "onnx") for name in ONNX_ALGOS])
+@pytest.mark.parametrize("name, fmt", [(name, "torchscript") for name in ALGOS] +
+                         [(name, "onnx") for name in ONNX_ALGOS])
 def test_exported_policy_matches_act_on_dataset_observations(exported, name, fmt, monkeypatch):
     run = exported[name]
     calls = _observation_sequence(name, exported["obs"])
