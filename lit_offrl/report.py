@@ -27,48 +27,26 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, NoReturn
+from typing import Any, Iterable
 
 import numpy as np
 
+from lit_offrl.datasets_cli import _count, _Parser  # the one-line-error argparse of the `lit-offrl` tools
 from lit_offrl.errors import UserError
 
 PROG = "lit-offrl report"
 METRIC = "val/normalized_score"
 EVENTS = "events.out.tfevents."
 CSV_FILE = "metrics.csv"
-METRIC_NAMES = ("mean", "median", "IQM", "optimality gap")
 # Config keys that differ between the runs of one group by construction (the seed, the task, the shapes linked
 # from the data), so they are not reported as a hidden variant.
 _EXPECTED_TO_VARY = {"data.seed", "data.dataset_id", "data.env_id", "data.offline_dataset_id", "model.obs_dim",
                      "model.action_dim"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises `UserError` (one line, no usage dump) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see `{self.prog} --help`)")
-
-
-def _count(minimum: int):
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Compare finished runs: mean, median, IQM and optimality gap per group "
-                     "with stratified-bootstrap 95%% confidence intervals, and the probability of improvement "
+                     "with stratified-bootstrap 95% confidence intervals, and the probability of improvement "
                      "between groups (rliable).")
     parser.add_argument("inputs", nargs="+", metavar="RUN_DIR", type=Path,
                         help="run folders, folders holding run folders (searched recursively), or results JSON "
@@ -76,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--by", default="algorithm", metavar="KEY[,KEY]",
                         help="what a group is: algorithm (default), dataset, seed, or config keys such as "
                              "model.alpha (= model.init_args.alpha), comma-separated")
-    parser.add_argument("--metric", default=METRIC, metavar="TAG", help=f"the logged metric to score (default {METRIC})")
+    parser.add_argument("--metric", default=METRIC, metavar="TAG",
+                        help=f"the logged metric to score (default {METRIC})")
     parser.add_argument("--steps", type=_count(1), default=None, metavar="N",
                         help="score each run by its value logged at update N (default: its last logged value)")
     parser.add_argument("--gamma", type=float, default=100.0,
@@ -85,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=_count(10), default=2000, metavar="N", help="bootstrap replications (2000)")
     parser.add_argument("--seed", type=_count(0), default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--groups", nargs="+", default=None, metavar="GROUP",
-                        help="only these groups, in this order in the figures")
+                        help="only these groups, in this order in the tables and figures")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="only these tasks (dataset ids)")
     parser.add_argument("--against", nargs="+", default=None, metavar="GROUP",
                         help="probability of improvement only for pairs with one of these groups (default: all pairs)")
@@ -128,6 +107,8 @@ class Run:
 
 @dataclass
 class Skipped:
+    """A run (or input file) the report leaves out, and why."""
+
     source: str
     reason: str
 
@@ -227,7 +208,8 @@ def _checkpoint_metadata(folder: Path) -> dict[str, Any]:
     """Model class, dataset and seed from the run's newest checkpoint (memory-mapped: the weights are not read),
     else from the hparams.yaml Lightning's loggers write; {} if neither says."""
     meta: dict[str, Any] = {}
-    checkpoints = sorted((folder / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+    checkpoints = sorted((folder / "checkpoints").glob("*.ckpt"),
+                         key=lambda path: (path.name != "last.ckpt", -path.stat().st_mtime))
     if checkpoints:
         import torch
 
@@ -560,8 +542,13 @@ def compare(table: dict[str, dict[str, list[Run]]], metric: str = METRIC, gamma:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _number(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
+
+
 def _ci(point: float, interval: np.ndarray, digits: int = 1) -> str:
-    return f"{point:.{digits}f} [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    return f"{_number(point, digits)} [{_number(interval[0], digits)}, {_number(interval[1], digits)}]"
 
 
 def _seeds(runs: list[Run]) -> str:
@@ -574,7 +561,7 @@ def _seeds(runs: list[Run]) -> str:
 
 
 def _scores(runs: list[Run]) -> str:
-    return ", ".join(f"{run.score:.1f}" for run in runs)
+    return ", ".join(_number(run.score, 1) for run in runs)
 
 
 def _budgets(runs: list[Run]) -> str:
@@ -609,7 +596,8 @@ def markdown(result: Comparison, by: list[str], skipped: list[Skipped], notes: l
         lines += ["The groups cover different tasks (column `tasks`): compare aggregates only between groups with the "
                   "same tasks, or see the per-task tables.", ""]
     one_task = len(tasks) == 1  # then no per-task tables: the aggregate table shows the scores
-    lines += [f"| {label} | tasks | runs | mean | median | IQM | optimality gap |" + (" per seed |" if one_task else ""),
+    lines += [f"| {label} | tasks | runs | mean | median | IQM | optimality gap |"
+              + (" per seed |" if one_task else ""),
               "|---|---|---|---|---|---|---|" + ("---|" if one_task else "")]
     for group in groups:
         point, interval = result.aggregate[group]

@@ -176,6 +176,21 @@ def test_report_reads_benchmark_results_json(runs_root, tmp_path):
     assert from_json.improvement[0][3] == pytest.approx(EXPECTED_IMPROVEMENT)
 
 
+def test_report_by_config_key_tells_variants_apart(tmp_path):
+    """Two runs of one algorithm, task and seed with another hyperparameter: grouped by algorithm, the second is a
+    repeat whose reason names the key; `--by algorithm,model.alpha` makes them two groups."""
+    for name, alpha, final in (("low", 2.5, 10.0), ("high", 5.0, 30.0)):
+        write_config(tmp_path / name, "TD3BC", A, 0, alpha=alpha)
+        write_csv(tmp_path / name, curve(final))
+    runs, _ = report.find_runs([tmp_path])
+    table, skipped, _ = report.select(runs, ["algorithm"])
+    assert [r.score for r in table["TD3BC"][A]] == [30.0]  # "high" comes first (folders in name order)
+    assert "they differ in model.alpha (2.5, 5.0): tell them apart with --by" in skipped[0].reason
+    table, skipped, _ = report.select(runs, ["algorithm", "model.init_args.alpha"])
+    assert skipped == [] and {g: [r.score for r in t[A]] for g, t in table.items()} == {
+        "TD3BC alpha=2.5": [10.0], "TD3BC alpha=5.0": [30.0]}
+
+
 def test_report_bad_input_is_one_line(tmp_path, capsys):
     """A missing path, a folder without runs, or no usable run: one `lit-offrl report: error:` line, status 2."""
     (tmp_path / "empty").mkdir()
