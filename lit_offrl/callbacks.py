@@ -49,40 +49,52 @@ class UpdateCheckpoint(ModelCheckpoint):
         self._stop_signal: int | None = None
 
     # ---- preemption: SIGTERM / SIGINT / SLURM's requeue signal stop after the update in progress, with last.ckpt
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            self._install_stop_handlers(trainer)
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._install_stop_handlers(trainer)
 
     def _install_stop_handlers(self, trainer) -> None:
         """SIGTERM (schedulers' preemption), SIGINT (Ctrl-C) and, under SLURM with auto_requeue, its requeue
-        signal (SIGUSR1) ask Lightning's loop to stop after the update in progress; `on_exception` then writes
-        last.ckpt at that update. A handler never saves itself: it can run in the middle of an update (between
-        the critic's and the actor's step), and a checkpoint of that would not resume exactly. A second SIGINT
-        interrupts at once (no checkpoint). Lightning restores the previous handlers when fit ends."""
+        signal (SIGUSR1) only note the signal; at the end of the update in progress `on_train_batch_end` asks
+        Lightning's loop to stop (on every DDP rank at the same update) and `on_exception` writes last.ckpt. A
+        handler never saves: it can run in the middle of an update (between the critic's and the actor's step),
+        and a checkpoint of that would not resume exactly. A second SIGINT interrupts at once (no checkpoint).
+        Installed once Lightning has registered its own handlers, whose teardown restores the handlers from
+        before fit; a SIGTERM Lightning caught between its registration and now is taken over."""
         self._stop_signal = None
+        connector = trainer._signal_connector
+        if connector.received_sigterm:
+            self._stop_signal, connector.received_sigterm = int(signal.SIGTERM), False
         if threading.current_thread() is not threading.main_thread():
             return
-        connector = trainer._signal_connector
-        lightning_sigterm = signal.getsignal(signal.SIGTERM)
 
-        def stop(signum, frame) -> None:
+        def note(signum, frame) -> None:
             if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
                 raise KeyboardInterrupt
-            self._stop_signal = self._stop_signal or signum
-            if signum == signal.SIGTERM and callable(lightning_sigterm):
-                lightning_sigterm(signum, frame)  # also forwards the signal to DDP worker processes
-            connector.received_sigterm = True
-            rank_zero_info(f"lit_offrl: {signal.Signals(signum).name} received: stopping after this update, "
-                           f"writing last.ckpt")
+            if self._stop_signal is None:
+                self._stop_signal = int(signum)
+                print(f"lit_offrl: {signal.Signals(signum).name} received: stopping after the update in progress",
+                      file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, note)
+        signal.signal(signal.SIGINT, note)
         environment = trainer._accelerator_connector.cluster_environment
         if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
             # Replaces Lightning's handler, which saves an hpc_ckpt inside the handler (mid-update) into
             # default_root_dir, shared by every run there.
-            signal.signal(environment.requeue_signal or signal.SIGUSR1, stop)
+            signal.signal(environment.requeue_signal or signal.SIGUSR1, note)
+
+    def _stop_requested(self, trainer, pl_module) -> bool:
+        """Whether any rank noted a stop signal; under DDP an all-reduce, so all ranks stop at the same update
+        (Lightning's own check is per rank: a rank stopping alone would wait forever in the next collective)."""
+        signum = self._stop_signal or 0
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([signum], dtype=torch.int64, device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        if signum:
+            self._stop_signal = self._stop_signal or signum
+        return bool(signum)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
@@ -90,12 +102,13 @@ class UpdateCheckpoint(ModelCheckpoint):
         signum = self._stop_signal or signal.SIGTERM
         if pl_module._updates != self._last_update_saved:
             self._save(trainer, pl_module)
+        written = self.last_model_path if self._last_update_saved == pl_module._updates else None
         requeued = None
         environment = trainer._accelerator_connector.cluster_environment
         if (isinstance(environment, SLURMEnvironment) and environment.auto_requeue
                 and signum == (environment.requeue_signal or signal.SIGUSR1)):
             requeued = self._requeue(trainer)
-        exception.lit_offrl_stop = Stopped(int(signum), pl_module._updates, self.last_model_path, requeued)
+        exception.lit_offrl_stop = Stopped(int(signum), pl_module._updates, written, requeued)
 
     @staticmethod
     def _requeue(trainer) -> str | None:
@@ -121,6 +134,8 @@ class UpdateCheckpoint(ModelCheckpoint):
         final = 0 < pl_module.max_updates <= updates
         if final or (self.every_n_updates > 0 and updates % self.every_n_updates == 0):
             self._save(trainer, pl_module)
+        if self._stop_requested(trainer, pl_module):
+            trainer._signal_connector.received_sigterm = True  # the loop raises SIGTERMException after this update
 
     def on_train_end(self, trainer, pl_module) -> None:
         """A run stopped early (max_time, EarlyStopping, should_stop) still saves its last updates."""

@@ -16,7 +16,9 @@ and run folder start fresh), where `--ckpt_path` resumes the checkpoint's own ru
 
 from __future__ import annotations
 
+import csv
 import importlib
+import inspect
 import os
 import re
 import signal
@@ -56,13 +58,19 @@ class _Parser(LightningArgumentParser):
     def error(self, message: str, *args, **kwargs):
         match = re.match(r'Parser key "(model|data)":', message or "")
         given = re.search(r"Given value: (.*)", message or "")
-        if match and given and ("import path" in message or "class_path" in message or "Import" in message):
+        # Only a class name or path that does not resolve: a bad `--model.alpha abc` / `--data.datset_id` is also
+        # reported under the "model" / "data" key (with a NestedArg value) and keeps jsonargparse's own message.
+        problem = re.search(r"Problem with given class_path '[^']*':\s*\n\s*(.+)", message or "")
+        if (match and given and "Given value type: <class 'str'>" in message and not given.group(1).startswith("NestedArg")
+                and ("Expected a dot import path string" in message or problem)):
             key, value = match.group(1), given.group(1).strip()
+            thing = "algorithm" if key == "model" else "data module"
+            what = f"cannot import this {thing} ({problem.group(1).strip()})" if problem else f"no such {thing}"
             if key == "model":
-                raise UserError(f"--model {value}: no such algorithm. Available: {', '.join(available_algorithms())} "
-                                f"(or the class path of your own OfflineRLModule subclass, e.g. mypkg.MyTD3BC).")
-            raise UserError(f"--data {value}: no such data module. Available: OfflineDataModule, OnlineDataModule "
-                            f"(or the class path of a LightningDataModule subclass of OfflineDataModule).")
+                raise UserError(f"--model {value}: {what}. Available: {', '.join(available_algorithms())} (or the "
+                                f"class path of your own OfflineRLModule subclass, e.g. mypkg.MyTD3BC).")
+            raise UserError(f"--data {value}: {what}. Available: OfflineDataModule, OnlineDataModule (or the class "
+                            f"path of a subclass of OfflineDataModule).")
         return super().error(message, *args, **kwargs)
 
 
@@ -112,6 +120,9 @@ class LitOffRLCLI(LightningCLI):
         path = self.config.fit.get("finetune_from")
         if path:  # (with --ckpt_path too: refused in _parse_ckpt_path)
             load_weights(self.model, path)
+        resumed = getattr(self, "_resumed_run", None)
+        if resumed is not None and isinstance(resumed.updates, int):
+            _keep_csv_rows(self.trainer, resumed.updates)
 
     def _parse_ckpt_path(self) -> None:
         # Runs after parsing and before anything is instantiated or written: every check of the run's arguments
@@ -134,11 +145,12 @@ class LitOffRLCLI(LightningCLI):
         elif ckpt_path not in (None, "best", "hpc", "registry") and not str(ckpt_path).startswith("registry:"):
             _check_checkpoint_file(config, str(ckpt_path))
         given = config.get("model")
-        given = None if given is None else (given.get("class_path"), dict(vars(given.get("init_args") or {})))
+        given = None if given is None else (given.get("class_path"), dict(vars(given.get("init_args") or {})),
+                                            _explicit_hyperparameters(given.get("class_path"), given.get("init_args")))
         self._given_model = given
         super()._parse_ckpt_path()
         if given is not None and config.get("ckpt_path"):
-            _note_replaced_hyperparameters(given[1], self.config[subcommand].get("model"))
+            _note_replaced_hyperparameters(given[2], self.config[subcommand].get("model"))
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -192,13 +204,12 @@ class LitOffRLCLI(LightningCLI):
         if mine:
             self._resume(config, "fit", max(mine, key=lambda run: run.mtime), f"SLURM job {job} requeued: resuming")
 
-    @staticmethod
-    def _resume(config, subcommand: str, run: "_Run", verb: str) -> None:
+    def _resume(self, config, subcommand: str, run: "_Run", verb: str) -> None:
         config.ckpt_path = str(run.path)
-        logger = config.trainer.logger
-        init = logger.get("init_args", None) if hasattr(logger, "get") else None
+        init = _logger_init(config)
         if init is not None and subcommand == "fit":
             init["version"] = run.folder.name
+            self._resumed_run = run
         print(f"lit_offrl: {verb} {run.folder} ({run.describe()}) from {run.path.name} at update {run.updates}",
               file=sys.stderr)
 
@@ -209,7 +220,8 @@ class _Run:
     def __init__(self, path: Path, checkpoint: dict):
         self.path, self.folder, self.mtime = path, path.parent.parent, path.stat().st_mtime
         meta = checkpoint.get("lit_offrl") or {}
-        self.model_class = meta.get("model_class") or (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+        self.hparams = dict(checkpoint.get("hyper_parameters") or {})
+        self.model_class = meta.get("model_class") or self.hparams.get("_class_path")
         self.slurm_job_id = meta.get("slurm_job_id")
         self.data_class = next((key for key in checkpoint if key.endswith("DataModule")), None)
         self.data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
@@ -227,6 +239,8 @@ _DATA_KEYS = ("dataset_id", "env_id", "offline_dataset_id")
 
 def _describe(run: dict) -> str:
     model = str(run.get("model") or "any model").rsplit(".", 1)[-1]
+    if run.get("hparams"):
+        model += f" ({', '.join(f'{key}={value!r}' for key, value in run['hparams'].items())})"
     data = ", ".join(f"{key} {run[key]}" for key in _DATA_KEYS if run.get(key) is not None)
     return f"{model} on {data or run.get('data_class')}, seed {run.get('seed')}"
 
@@ -235,8 +249,27 @@ def _wanted_run(config) -> dict:
     data = _data_args(config)
     data_class = str(config.data.get("class_path", "OfflineDataModule")).rsplit(".", 1)[-1]
     model = config.get("model")
-    return {"model": model.get("class_path") if model is not None else None, "data_class": data_class,
+    class_path = model.get("class_path") if model is not None else None
+    hparams = _explicit_hyperparameters(class_path, model.get("init_args")) if model is not None else {}
+    return {"model": class_path, "data_class": data_class, "hparams": hparams,
             **{key: data.get(key) for key in _DATA_KEYS if key in data}, "seed": data.get("seed")}
+
+
+def _explicit_hyperparameters(class_path: str | None, init_args) -> dict:
+    """The model hyperparameters a command sets (on the command line or in a config): those that differ from the
+    class's defaults. obs_dim / action_dim come from the data and are left out."""
+    values = dict(vars(init_args)) if init_args is not None else {}
+    cls = _import_class(class_path)
+    defaults = {}
+    if cls is not None:
+        for klass in reversed(cls.__mro__):  # a subclass's defaults win; **kwargs passed to a parent count too
+            try:
+                parameters = inspect.signature(klass.__init__).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            defaults.update({p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty})
+    return {name: value for name, value in values.items() if name not in ("obs_dim", "action_dim")
+            and value is not None and (name not in defaults or _plain(defaults[name]) != _plain(value))}
 
 
 def _mismatches(run: _Run, wanted: dict) -> list[str]:
@@ -251,20 +284,28 @@ def _mismatches(run: _Run, wanted: dict) -> list[str]:
             reasons.append(f"{key} {run.data.get(key)}, not {wanted[key]}")
     if run.data.get("seed") != wanted["seed"]:
         reasons.append(f"seed {run.data.get('seed')}, not {wanted['seed']}")
+    for name, value in wanted.get("hparams", {}).items():
+        if name in run.hparams and _plain(run.hparams[name]) != _plain(value):
+            reasons.append(f"model.{name} {run.hparams[name]!r}, not {value!r}")
     return reasons
+
+
+def _import_class(path: str | None) -> type | None:
+    """The class a class path (or a bare algorithm name) names, or None if it does not import."""
+    if not path:
+        return None
+    module, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name) if module else getattr(lit_offrl.algos, name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _class_key(path: str | None) -> str | None:
     """A class path as `module.QualName` of the class it imports (`lit_offrl.TD3BC` and
     `lit_offrl.algos.td3bc.TD3BC` are the same class); the path itself if it does not import."""
-    if not path:
-        return path
-    module, _, name = str(path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name) if module else getattr(lit_offrl.algos, name)
-    except (ImportError, AttributeError, ValueError):
-        return str(path)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    cls = _import_class(path)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else path
 
 
 def _load_checkpoint_metadata(path: Path) -> dict:
@@ -304,7 +345,7 @@ def _check_checkpoint_file(config, path: str) -> None:
         raise UserError(f"--ckpt_path {path}: no such checkpoint file{hint}. Give the path of a .ckpt file, or "
                         f"`--ckpt_path last` to resume the newest run of this model, dataset and seed.")
     try:
-        run = _Run(file if file.parent.name == "checkpoints" else file, _load_checkpoint_metadata(file))
+        run = _Run(file, _load_checkpoint_metadata(file))
     except Exception as exc:
         raise UserError(f"--ckpt_path {path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)}); "
                         f"the file may be truncated (a run killed while writing it): use another checkpoint.") from None
@@ -323,8 +364,7 @@ def _note_replaced_hyperparameters(given: dict, model) -> None:
         return
     final = dict(vars(model.get("init_args") or {}))
     changed = [f"{name} {final[name]!r} (given {value!r})" for name, value in given.items()
-               if name not in ("obs_dim", "action_dim") and value is not None and name in final
-               and _plain(final[name]) != _plain(value)]
+               if name in final and _plain(final[name]) != _plain(value)]
     if changed:
         print(f"lit_offrl: note: the model's hyperparameters come from the checkpoint: {', '.join(changed)}",
               file=sys.stderr)
@@ -347,19 +387,44 @@ def _check_max_steps(config) -> None:
 
 def _place_default_logger(config) -> None:
     """`--trainer.default_root_dir DIR` places the run: the default TensorBoard logger (save_dir '.') writes
-    DIR/lightning_logs/version_N, as Lightning's own default logger does. A logger the user set is kept."""
+    DIR/lightning_logs/version_N, as Lightning's own default logger does; so does `--trainer.logger CSVLogger`,
+    which keeps the default's save_dir '.'. A save_dir the user set is kept."""
     root = config.trainer.get("default_root_dir")
-    logger = config.trainer.get("logger")
-    init = logger.get("init_args", None) if hasattr(logger, "get") else None
-    if root and init is not None and str(logger.get("class_path", "")).endswith("TensorBoardLogger") \
+    init = _logger_init(config)
+    if root and init is not None and str(config.trainer.logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) \
             and init.get("save_dir") in (".", None):
         init["save_dir"] = str(root)
 
 
+def _keep_csv_rows(trainer, updates: int) -> None:
+    """A run resumed in its own folder keeps its CSVLogger rows: Lightning's CSVLogger deletes an existing
+    metrics.csv when it opens the folder, so the rows are read first and handed back to it (written with its next
+    save). Rows logged after the checkpoint's update (step >= updates) are left out: those updates run again."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    if not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        with path.open(newline="") as file:
+            rows = [{key: value for key, value in row.items() if value not in ("", None)}
+                    for row in csv.DictReader(file) if row.get("step") and int(float(row["step"])) < updates]
+        experiment = logger.experiment  # opening it deletes the file; a DummyExperiment off rank 0
+        if isinstance(getattr(experiment, "metrics", None), list):
+            experiment.metrics[:0] = rows
+
+
+def _logger_init(config):
+    """The logger's init_args in a parsed config (None for `logger: true/false` or a list of loggers)."""
+    logger = config.trainer.get("logger")
+    return logger.get("init_args", None) if hasattr(logger, "get") else None
+
+
 def _run_root(config) -> Path:
     """The folder holding this command's run folders: the logger's save_dir/name, else default_root_dir."""
-    logger = config.trainer.get("logger")
-    init = logger.get("init_args", None) if hasattr(logger, "get") else None
+    init = _logger_init(config)
     if init is not None and init.get("save_dir") is not None:
         name = init.get("name")
         return Path(init["save_dir"]) / name if name else Path(init["save_dir"])
@@ -428,8 +493,9 @@ def main(args: list[str] | None = None) -> None:
         if stop is not None:
             then = (f"SLURM job {stop.requeued} requeued; it resumes this run" if stop.requeued else
                     "resume with the same command plus --ckpt_path last")
-            print(f"lit-offrl: stopped by {signal.Signals(signum).name} after update {stop.updates}; "
-                  f"{stop.checkpoint or 'no checkpoint'} written: {then}.", file=sys.stderr)
+            written = f"{stop.checkpoint} written" if stop.checkpoint else "no checkpoint written (save_last is off)"
+            print(f"lit-offrl: stopped by {signal.Signals(signum).name} after update {stop.updates}; {written}: "
+                  f"{then}.", file=sys.stderr)
         raise SystemExit(128 + signum) from None
     except (ValueError, TypeError) as exc:
         # jsonargparse wraps an error raised while instantiating a subclass-mode argument (the data module)

@@ -31,11 +31,11 @@ class KillAtUpdate(L.Callback):
     """Sends the training process a real signal after update `update`: SIGKILL (a crash: no cleanup, no final
     checkpoint), or SIGTERM / SIGINT / SIGUSR1 (a scheduler's preemption, Ctrl-C, SLURM's requeue warning)."""
 
-    def __init__(self, update: int, signal: str = "SIGKILL"):
-        self.update, self.signal = update, signal
+    def __init__(self, update: int, signal: str = "SIGKILL", rank: int | None = None):
+        self.update, self.signal, self.rank = update, signal, rank  # rank: only that DDP rank gets the signal
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module._updates == self.update:
+        if pl_module._updates == self.update and self.rank in (None, trainer.global_rank):
             import os
             import signal
 

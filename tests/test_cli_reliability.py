@@ -197,3 +197,26 @@ def test_a_truncated_checkpoint_given_by_path_is_one_line(seed3_run, maze_root, 
     (tmp_path / "cut.ckpt").write_bytes(data[:1000])
     code, err = in_process(["fit", *SMALL, "--ckpt_path", "cut.ckpt"], maze_root, tmp_path, capsys, monkeypatch)
     assert code == 2 and "--ckpt_path cut.ckpt: not a readable checkpoint" in err, err
+
+
+def test_a_signal_to_one_ddp_rank_stops_every_rank_at_the_same_update(maze_root, tmp_path):
+    """SIGINT to rank 1 only (2 CPU processes, gloo): the ranks agree to stop after the same update (an all-reduce of
+    the stop flag), rank 0 writes last.ckpt there and the run exits 130 instead of hanging in a collective."""
+    result = run_cli([*TRAIN, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                      *signal_at(20, "SIGINT"), "--trainer.callbacks.init_args.rank=1"], maze_root, tmp_path, PROBES,
+                     timeout=180)
+    assert result.returncode == 130, result.stderr[-3000:]
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert int(load(ckpt)["state_dict"]["num_updates"]) in (20, 21)
+
+
+def test_ckpt_path_last_matches_the_hyperparameters_a_command_sets(seed3_run, maze_root, tmp_path, capsys,
+                                                                  monkeypatch):
+    """In a sweep over alpha, `--model.alpha 1 --ckpt_path last` does not resume the alpha=2.5 run (the default);
+    a bad hyperparameter value is not reported as an unknown algorithm."""
+    code, err = in_process(["fit", *SMALL, "--data.seed", "3", "--model.alpha", "1", "--trainer.max_steps", "40",
+                            "--ckpt_path", "last"], maze_root, seed3_run, capsys, monkeypatch)
+    assert code == 2 and "TD3BC (alpha=1.0, hidden_dims=(32, 32))" in err and "model.alpha 2.5, not 1.0" in err, err
+    with pytest.raises(SystemExit):
+        main(["fit", *SMALL, "--model.alpha", "abc"])
+    assert "no such algorithm" not in capsys.readouterr().err

@@ -64,16 +64,12 @@ def test_csv_logger_resume_continues_in_the_same_folder(csv_run):
     assert steps(rows(run / "metrics.csv"), "val/normalized_score")[-1] == 39
 
 
-@pytest.mark.xfail(strict=True, reason="lit_offrl/cli.py's _place_default_logger moves only TensorBoardLogger's "
-                   "save_dir '.' to --trainer.default_root_dir, so the CSVLogger run lands in ./lightning_logs")
 def test_csv_logger_run_is_under_default_root_dir(csv_run):
     """`--trainer.default_root_dir runs` places a CSVLogger run as it places the default TensorBoard run."""
     cwd, run, _ = csv_run
     assert run == cwd / "runs" / "lightning_logs" / "version_0"
 
 
-@pytest.mark.xfail(strict=True, reason="Lightning's CSVLogger deletes an existing metrics.csv when it opens its "
-                   "folder: the resumed run loses the rows of updates 1-20 until lit_offrl/cli.py keeps them")
 def test_csv_logger_resume_keeps_the_earlier_rows(csv_run):
     """After the resume, metrics.csv holds both segments: the first run's rows, then the resumed run's."""
     _, run, _ = csv_run

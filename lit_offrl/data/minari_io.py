@@ -342,7 +342,11 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
             raise DatasetError(broken_message(dataset_id, damage))
         remove_broken(dataset_id, damage)
     if buildable:
-        return recipes.build(dataset_id, progress=progress)
+        # Every DDP rank (srun, torchrun) makes its data module: one builds, the others wait and then load it.
+        with _build_lock(dataset_id):
+            if is_local(dataset_id) and check_local(dataset_id) is None:
+                return open_local(dataset_id)
+            return recipes.build(dataset_id, progress=progress)
     print(f"lit_offrl: '{dataset_id}' is not local; trying Minari's download...", flush=True)
     try:
         minari.download_dataset(dataset_id)
@@ -356,6 +360,29 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
             f"  Local datasets: {', '.join(local) if local else 'none'}.\n"
             f"  Datasets lit_offrl can build here: {', '.join(sorted(recipes.RECIPES))}."
         ) from None
+
+
+@contextlib.contextmanager
+def _build_lock(dataset_id: str):
+    """An exclusive lock (flock on a file in the Minari root) while `dataset_id` is built, so processes that need
+    the same missing dataset build it once."""
+    root = local_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".lit-offrl-build-{dataset_id.replace('/', '__')}.lock", "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            yield
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lit_offrl: waiting for another process that is building '{dataset_id}'...", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def observation_dim(space: spaces.Space) -> int:
