@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 

@@ -73,16 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
-    """Run `lit-offrl datasets ARGV`; returns the exit status (0 ok, 1 failed recipe check, 2 bad input)."""
+def run_tool(prog: str, parser: argparse.ArgumentParser, handler, argv: list[str]) -> int:
+    """Parse `argv` and run `handler(args)` for one of the `lit-offrl` tools (datasets, export, record, report):
+    a `UserError` prints one `PROG: error: ...` line and returns 2; `--help` returns 0."""
     try:
-        args = _parser().parse_args(argv)
-        return args.handler(args)
+        return handler(parser.parse_args(argv))
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+
+
+def main(argv: list[str]) -> int:
+    """Run `lit-offrl datasets ARGV`; returns the exit status (0 ok, 1 failed recipe check, 2 bad input)."""
+    return run_tool(PROG, _parser(), lambda args: args.handler(args), argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_offrl.datasets_cli import _count, _Parser
+from lit_offrl.datasets_cli import _count, _Parser, run_tool
 from lit_offrl.errors import DatasetError, UserError
 from lit_offrl.export import load_checkpoint_model  # the model a checkpoint holds, in eval mode
 
@@ -71,14 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Run `lit-offrl record ARGV`; returns the exit status (0 written, 1 nothing could be written, 2 bad input)."""
-    try:
-        args = _parser().parse_args(argv)
-        return record(args)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
+    return run_tool(PROG, _parser(), record, argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lit_offrl.datasets_cli import _count, _Parser  # the one-line-error argparse of the `lit-offrl` tools
+from lit_offrl.datasets_cli import _count, _Parser, run_tool  # the one-line-error argparse of the `lit-offrl` tools
 from lit_offrl.errors import UserError
 
 PROG = "lit-offrl report"
@@ -75,14 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Run `lit-offrl report ARGV`; returns the exit status (0 ok, 2 bad input)."""
-    try:
-        args = _parser().parse_args(argv)
-        return _report(args)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
+    return run_tool(PROG, _parser(), _report, argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, MAZE_ID, REPO, run_cli
+from conftest import FAST, REPO, run_cli
 from lit_offrl.cli import main
 
 SMALL = ["--model", "TD3BC", "--model.hidden_dims", "[32,32]", *FAST, "--data.eval_episodes", "0"]
