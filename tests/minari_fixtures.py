@@ -336,3 +336,58 @@ def eval_env_spec(env_id: str, entry_point: str) -> Any:
     from gymnasium.envs.registration import EnvSpec
 
     return EnvSpec(id=env_id, entry_point=entry_point, max_episode_steps=10)
+
+
+# ---------------------------------------------------------------------------------------- recorded from an env
+def _stack(observations: Sequence[Any]) -> Any:
+    """A list of (possibly nested dict) observations -> one array (or nested dict of arrays) along axis 0."""
+    if isinstance(observations[0], dict):
+        return {key: _stack([obs[key] for obs in observations]) for key in observations[0]}
+    return np.stack([np.array(obs, copy=True) for obs in observations])
+
+
+def record_random_episodes(env_spec: Any, lengths: Sequence[int], seed: int = 0) -> list[Episode]:
+    """Episodes of uniformly random actions stepped in `gym.make(env_spec)` (each at most its length in
+    `lengths`; the last step is a truncation unless the env ended the episode first), reset with seeds seed,
+    seed + 1, .... Observations are copied as they come (some envs, FrankaKitchen-v1 among them, return the
+    same arrays on every step)."""
+    env = gym.make(env_spec)
+    env.action_space.seed(seed)
+    episodes = []
+    try:
+        for e, length in enumerate(lengths):
+            obs, _ = env.reset(seed=seed + e)
+            observations, actions, rewards, terminations, truncations = [_stack([obs])], [], [], [], []
+            for t in range(length):
+                action = env.action_space.sample()
+                obs, reward, terminated, truncated, _ = env.step(action)
+                observations.append(_stack([obs]))
+                actions.append(np.asarray(action, np.float32))
+                rewards.append(float(reward))
+                truncated = truncated or (t == length - 1 and not terminated)
+                terminations.append(bool(terminated))
+                truncations.append(bool(truncated))
+                if terminated or truncated:
+                    break
+
+            def concat(parts):
+                if isinstance(parts[0], dict):
+                    return {key: concat([part[key] for part in parts]) for key in parts[0]}
+                return np.concatenate(parts)
+
+            episodes.append(Episode(concat(observations), np.stack(actions), np.array(rewards),
+                                    np.array(terminations), np.array(truncations)))
+    finally:
+        env.close()
+    return episodes
+
+
+def make_recorded_dataset(dataset_id: str, env_spec: Any, lengths: Sequence[int] = (8, 6), seed: int = 0,
+                          **metadata: Any) -> BuiltDataset:
+    """A dataset of `record_random_episodes(env_spec, lengths, seed)` whose env and eval env are `env_spec`."""
+    env = gym.make(env_spec)
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    episodes = record_random_episodes(env_spec, lengths, seed)
+    return write_dataset(dataset_id, episodes, observation_space, action_space,
+                         **{"env": env_spec, "eval_env": env_spec, **metadata})
