@@ -35,7 +35,7 @@ from torchmetrics import MeanMetric
 
 from lit_offrl.data.buffer import Batch, batch_seed
 from lit_offrl.errors import NonFiniteLossError, UserError
-from lit_offrl.evaluation import make_vector_env, rollout
+from lit_offrl.evaluation.rollout import make_vector_env, rollout_episodes
 
 
 class OfflineRLModule(L.LightningModule):
@@ -66,6 +66,8 @@ class OfflineRLModule(L.LightningModule):
         self.val_return = MeanMetric()
         self.val_normalized_score = MeanMetric()
         self.val_episode_length = MeanMetric()
+        self.val_success_rate = MeanMetric()
+        self.val_tasks_completed = MeanMetric()
 
     # ------------------------------------------------------------------------------- what subclasses write
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -247,35 +249,61 @@ class OfflineRLModule(L.LightningModule):
 
     def validation_step(self, seeds: Tensor, batch_idx: int) -> None:
         self.evaluate_episodes(seeds, "val/", self.val_return, self.val_normalized_score, self.val_episode_length,
-                               prog_bar=True)
+                               prog_bar=True, successes=self.val_success_rate, tasks=self.val_tasks_completed)
 
     def evaluate_episodes(self, seeds: Tensor, prefix: str, returns: MeanMetric, scores: MeanMetric,
-                          lengths: MeanMetric | None = None, prog_bar: bool = False) -> None:
+                          lengths: MeanMetric | None = None, prog_bar: bool = False,
+                          successes: MeanMetric | None = None, tasks: MeanMetric | None = None) -> None:
         """Roll `act` out for one episode per seed in the evaluation envs, feed the metrics and log them as
-        `<prefix>return`, `<prefix>episode_length` (with `lengths`) and `<prefix>normalized_score` (when the
-        dataset has reference scores). Metrics are logged on every rank, with or without seeds, so DDP reduces
-        them over all of them."""
+        `<prefix>return`, `<prefix>episode_length` (with `lengths`), `<prefix>normalized_score` (when the
+        dataset has reference scores), and the domain's own measures where its env reports them:
+        `<prefix>success_rate` (with `successes`: the fraction of episodes in which any step's `info["success"]`
+        was true) and `<prefix>tasks_completed` (with `tasks`: FrankaKitchen's sub-tasks done by the episode's
+        end). Which of those are logged is decided from the env's infos at the data module's env check, the
+        same on every rank; metrics are logged on every rank, with or without seeds, so DDP reduces them over
+        all of them."""
         datamodule = self.trainer.datamodule
+        info_keys = self._eval_info_keys(datamodule)
+        successes = successes if "success" in info_keys else None
+        tasks = tasks if "episode_task_completions" in info_keys else None
         seeds = seeds.tolist()
         if seeds:
             if self._eval_envs is None or self._eval_envs.num_envs != len(seeds):
                 if self._eval_envs is not None:
                     self._eval_envs.close()
                 self._eval_envs = make_vector_env(datamodule.make_eval_env, len(seeds))
-            episode_returns, episode_lengths = rollout(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs,
-                                                       seeds, datamodule.observation_space)
-            returns_t = torch.as_tensor(episode_returns, dtype=torch.float32, device=self.device)
+            outcomes = rollout_episodes(lambda obs: self.act(obs).cpu().numpy(), self._eval_envs, seeds,
+                                        datamodule.observation_space)
+            returns_t = torch.as_tensor(outcomes.returns, dtype=torch.float32, device=self.device)
             returns.update(returns_t)
             if lengths is not None:
-                lengths.update(torch.as_tensor(episode_lengths, dtype=torch.float32, device=self.device))
+                lengths.update(torch.as_tensor(outcomes.lengths, dtype=torch.float32, device=self.device))
             score = datamodule.normalized_score(returns_t)
             if score is not None:
                 scores.update(score)
+            for metric, values in ((successes, outcomes.success), (tasks, outcomes.tasks_completed)):
+                if metric is not None:  # an env that reported the key at the check but not here: none succeeded
+                    values = np.zeros(len(seeds)) if values is None else values
+                    metric.update(torch.as_tensor(values, dtype=torch.float32, device=self.device))
         self.log(f"{prefix}return", returns, on_step=False, on_epoch=True)
         if lengths is not None:
             self.log(f"{prefix}episode_length", lengths, on_step=False, on_epoch=True)
         if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
             self.log(f"{prefix}normalized_score", scores, on_step=False, on_epoch=True, prog_bar=prog_bar)
+        if successes is not None:
+            self.log(f"{prefix}success_rate", successes, on_step=False, on_epoch=True)
+        if tasks is not None:
+            self.log(f"{prefix}tasks_completed", tasks, on_step=False, on_epoch=True)
+
+    @staticmethod
+    def _eval_info_keys(datamodule) -> frozenset[str]:
+        """The info keys the data module's env check saw (probing the env now if it has not run)."""
+        keys = getattr(datamodule, "eval_info_keys", None)
+        if keys is None and hasattr(datamodule, "check_eval_env"):
+            datamodule._eval_env_checked = False
+            datamodule.check_eval_env()
+            keys = getattr(datamodule, "eval_info_keys", None)
+        return keys or frozenset()
 
     def on_fit_end(self) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}

@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -23,6 +23,28 @@ DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
 # Top-level module -> the pip package that provides it, where the names differ.
 _PIP_PACKAGES = {"gymnasium_robotics": "gymnasium-robotics", "ale_py": "ale-py", "Box2D": '"gymnasium[box2d]"',
                  "mujoco_py": "mujoco-py"}
+# D4RL's random / expert returns (d4rl/infos.py REF_MIN_SCORE / REF_MAX_SCORE of the v2 locomotion datasets),
+# keyed by the env name of Minari's `mujoco/<env>/...` ids, which store none (Minari issue #323). The recipes'
+# locomotion.D4RL_REFERENCE_SCORES holds the same Hopper / HalfCheetah / Walker2d numbers (a test checks).
+D4RL_REFERENCE_RETURNS = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0),
+                          "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+
+
+def reference_returns(dataset, dataset_id: str, ref_min_score: float | None = None,
+                      ref_max_score: float | None = None) -> tuple[float | None, float | None, str]:
+    """(ref_min, ref_max, where they came from) for a dataset: the given values, else its metadata's, else D4RL's
+    v2 returns for a Minari `mujoco/<env>/...` id (hopper, halfcheetah, walker2d, ant), else (None, None, ...)."""
+    if ref_min_score is not None and ref_max_score is not None:
+        return float(ref_min_score), float(ref_max_score), "given (--data.ref_min_score / --data.ref_max_score)"
+    low = minari_io.reference_score(dataset, "ref_min_score")
+    high = minari_io.reference_score(dataset, "ref_max_score")
+    if low is not None and high is not None:
+        return low, high, "dataset metadata"
+    parts = dataset_id.split("/")
+    if len(parts) >= 3 and parts[0] == "mujoco" and parts[1] in D4RL_REFERENCE_RETURNS:
+        low, high = D4RL_REFERENCE_RETURNS[parts[1]]
+        return low, high, "d4rl"
+    return None, None, "none"
 
 
 class OfflineDataModule(L.LightningDataModule):
@@ -44,6 +66,11 @@ class OfflineDataModule(L.LightningDataModule):
         eval_episodes: episodes rolled out per validation, split across DDP ranks.
         eval_seed: the evaluation episodes reset with seeds eval_seed, eval_seed + 1, ... (independent of
             `seed`, so runs with different seeds are scored on the same episodes).
+        ref_min_score: the return that scores 0 in `val/normalized_score` (give it with `ref_max_score`). Default:
+            the dataset's own, else D4RL's v2 random return for Minari's `mujoco/<env>/...` datasets (hopper,
+            halfcheetah, walker2d, ant), else none and no normalized score.
+        ref_max_score: the return that scores 100 (give it with `ref_min_score`); default as `ref_min_score`, with
+            D4RL's expert return.
         on_device: keep the transitions on the training device (GPU) and sample there, instead of gathering
             each batch on the CPU and copying it.
         sequence_length: 1 serves `Batch`es of single transitions; H > 1 serves `SequenceBatch`es of `batch_size`
@@ -55,7 +82,8 @@ class OfflineDataModule(L.LightningDataModule):
                  normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
                  dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
-                 eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1):
+                 eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1,
+                 ref_min_score: float | None = None, ref_max_score: float | None = None):
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}.")
@@ -67,6 +95,14 @@ class OfflineDataModule(L.LightningDataModule):
                 raise UserError(f"data.{name} must be in (0, 1], got {value}.")
         if eval_episodes < 0:
             raise UserError(f"data.eval_episodes must be >= 0, got {eval_episodes}.")
+        if (ref_min_score is None) != (ref_max_score is None):
+            given, missing = ("ref_min_score", "ref_max_score") if ref_max_score is None else ("ref_max_score",
+                                                                                              "ref_min_score")
+            raise UserError(f"data.{given} was given without data.{missing}: give both (the returns that score 0 and "
+                            f"100), e.g. --data.ref_min_score -20.3 --data.ref_max_score 3234.3, or neither.")
+        if ref_min_score is not None and not float(ref_max_score) > float(ref_min_score):
+            raise UserError(f"data.ref_max_score ({ref_max_score}) must be greater than data.ref_min_score "
+                            f"({ref_min_score}): they are the returns that score 100 and 0.")
         self.save_hyperparameters()
         self.dataset_id, self.batch_size, self.seed = dataset_id, batch_size, seed
         self.sequence_length = sequence_length
@@ -83,18 +119,21 @@ class OfflineDataModule(L.LightningDataModule):
         if eval_episodes > 0 and minari_io.eval_env_spec(self.dataset) is None:
             raise DatasetError(f"dataset '{dataset_id}' records no environment to evaluate in (no eval_env and no "
                                f"env spec): train without evaluation with --data.eval_episodes 0.")
-        self.ref_min_score = minari_io.reference_score(self.dataset, "ref_min_score")
-        self.ref_max_score = minari_io.reference_score(self.dataset, "ref_max_score")
+        self.ref_min_score, self.ref_max_score, self.reference_source = reference_returns(
+            self.dataset, dataset_id, ref_min_score, ref_max_score)
         self.data: minari_io.OfflineData | None = None
         self.transitions: Transitions | None = None
         self.reward_normalizer: float | None = None  # normalize_reward: 1000 / (max - min return), set in setup
         self.sampler_state = SamplerState()
         self._eval_env_checked = False
+        self.eval_info_keys: frozenset[str] | None = None  # keys of the eval env's infos, see check_eval_env
+        self._reference_noted = False
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate"):
             self.check_eval_env()  # seconds, before the data is loaded and long before the first evaluation
+            self.note_reference_scores()
         if self.transitions is not None:
             return
         data = minari_io.load(self.dataset)
@@ -229,23 +268,55 @@ class OfflineDataModule(L.LightningDataModule):
     def check_eval_env(self) -> None:
         """Make the evaluation env once, reset it with the first evaluation seed and close it, so that an env that
         cannot run (its package not installed, an incompatible simulator version) fails before the first update
-        with one `DatasetError` line, not at the first evaluation thousands of updates later. Does nothing
-        when `eval_episodes` is 0 or the check passed before."""
+        with one `DatasetError` line, not at the first evaluation thousands of updates later. It also takes one
+        random step and records the keys of the reset and step infos in `eval_info_keys` (which domain measures,
+        e.g. `success`, evaluation logs). Does nothing when `eval_episodes` is 0 or the check passed before."""
         if self.hparams.eval_episodes <= 0 or getattr(self, "_eval_env_checked", False):
             return
         env = None
         try:
-            env = self.make_eval_env()
-            env.reset(seed=int(self.hparams.eval_seed))
-        except Exception as exc:
-            raise DatasetError(self._eval_env_failure(exc, "made" if env is None else "reset")) from None
+            try:
+                env = self.make_eval_env()
+                _, info = env.reset(seed=int(self.hparams.eval_seed))
+            except Exception as exc:
+                raise DatasetError(self._eval_env_failure(exc, "made" if env is None else "reset")) from None
+            keys = set(info)
+            try:  # one step more: some envs report `success` only in step infos
+                env.action_space.seed(int(self.hparams.eval_seed))
+                keys |= set(env.step(env.action_space.sample())[4])
+            except Exception:  # evaluation itself will say what is wrong with stepping
+                pass
         finally:
             if env is not None:
                 try:
                     env.close()
                 except Exception:  # a failed close says nothing about whether evaluation can run
                     pass
+        # Every rank probes the same env with the same seed, so all log the same success metrics under DDP.
+        self.eval_info_keys = frozenset(keys)
         self._eval_env_checked = True
+
+    def note_reference_scores(self) -> None:
+        """Say once (rank zero) where `val/normalized_score`'s reference returns come from when that is not the
+        dataset itself, or why there is none and how to get one."""
+        if getattr(self, "_reference_noted", False) or self.hparams.get("eval_episodes", 0) <= 0:
+            return
+        self._reference_noted = True
+        source = getattr(self, "reference_source", None)
+        dataset_id = getattr(self, "dataset_id", "")
+        if source == "d4rl":
+            rank_zero_info(
+                f"lit_offrl: '{dataset_id}' stores no reference scores (Minari issue #323); val/normalized_score uses "
+                f"D4RL's v2 random / expert returns for the same robot ({self.ref_min_score:g} / "
+                f"{self.ref_max_score:g}, d4rl/infos.py). Note: Minari's mujoco datasets use Gymnasium's v5 envs, "
+                f"D4RL's returns come from the mujoco-py v3 envs (same task, not identical simulation), so scores "
+                f"compare closely but not exactly with D4RL papers; --data.ref_min_score / --data.ref_max_score "
+                f"set others.")
+        elif self.ref_min_score is None or self.ref_max_score is None:
+            rank_zero_info(
+                f"lit_offrl: no val/normalized_score is logged: '{dataset_id}' has no reference returns "
+                f"(ref_min_score / ref_max_score in its metadata). Give them with --data.ref_min_score X "
+                f"--data.ref_max_score Y (e.g. a random and an expert policy's mean return) to get one.")
 
     def _eval_env_failure(self, exc: Exception, step: str) -> str:
         """One line: which env failed, how, and what to do."""
