@@ -2,7 +2,7 @@
 
     lit-offrl fit --config configs/quickstart.yaml
     lit-offrl fit --model IQL --data.dataset_id lit-offrl/pointmaze/umaze-v0 --trainer.max_steps 20000
-    lit-offrl fit --config ... --ckpt_path last          # resume the newest run's last.ckpt
+    lit-offrl fit --config ... --ckpt_path last          # resume the newest run of this model, data, seed
     lit-offrl validate --config ... --ckpt_path PATH     # roll a checkpoint out in the evaluation env
     lit-offrl fit --model SAC --data OnlineDataModule --data.env_id Hopper-v5     # online RL
     lit-offrl fit --model AWAC --data OnlineDataModule --data.offline_dataset_id ID --finetune_from OFFLINE.ckpt
@@ -173,8 +173,8 @@ class LitOffRLCLI(LightningCLI):
                                 f"Leave model.{name} unset (the CLI links it from the data).")
 
     def _resolve_last_checkpoint(self, config, subcommand: str) -> None:
-        """The newest last.ckpt of a run of this model class, dataset and seed under the run root; fit keeps
-        logging in that run's folder. Runs of another model, dataset or seed are never resumed (nor written)."""
+        """The newest last.ckpt of a run of this model class, dataset, seed and set hyperparameters under the run
+        root; fit keeps logging in that run's folder. Other runs are never resumed (nor written)."""
         root = _run_root(config)
         runs = _runs(root)
         wanted = _wanted_run(config)
