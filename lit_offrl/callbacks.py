@@ -16,6 +16,8 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
+from lit_offrl.errors import one_line
+
 
 @dataclass
 class Stopped:
@@ -328,7 +330,7 @@ class RecordVideo(Callback):
                 env.close()
             gif = iio.imwrite("<bytes>", np.stack(writer.frames), extension=".gif", duration=1000.0 / fps, loop=0)
         except Exception as exc:
-            self._disable(f"recording failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+            self._disable(f"recording failed ({type(exc).__name__}: {one_line(exc)})")
             return None, []
         return gif, writer.frames
 

@@ -36,7 +36,7 @@ from lit_offrl.algos.base import OfflineRLModule
 from lit_offrl.callbacks import UpdateCheckpoint, UpdatesProgressBar
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.data.online import OnlineDataModule  # noqa: F401  (registers `--data OnlineDataModule`)
-from lit_offrl.errors import NonFiniteLossError, UserError
+from lit_offrl.errors import NonFiniteLossError, UserError, one_line
 
 TRAINER_DEFAULTS = {
     "max_steps": 1_000_000,
@@ -60,7 +60,8 @@ class _Parser(LightningArgumentParser):
         # Only a class name or path that does not resolve: a bad `--model.alpha abc` / `--data.datset_id` is also
         # reported under the "model" / "data" key (with a NestedArg value) and keeps jsonargparse's own message.
         problem = re.search(r"Problem with given class_path '[^']*':\s*\n\s*(.+)", message or "")
-        if (match and given and "Given value type: <class 'str'>" in message and not given.group(1).startswith("NestedArg")
+        if (match and given and "Given value type: <class 'str'>" in message
+                and not given.group(1).startswith("NestedArg")
                 and ("Expected a dot import path string" in message or problem)):
             key, value = match.group(1), given.group(1).strip()
             thing = "algorithm" if key == "model" else "data module"
@@ -327,13 +328,8 @@ def _runs(root: Path, warn: bool = True) -> list[_Run]:
         except Exception as exc:  # truncated, empty or not a checkpoint at all
             if warn:
                 print(f"lit_offrl: warning: skipping {path}: not a readable checkpoint ({type(exc).__name__}: "
-                      f"{_one_line(exc)})", file=sys.stderr)
+                      f"{one_line(exc)})", file=sys.stderr)
     return runs
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_checkpoint_file(config, path: str) -> None:
@@ -346,7 +342,7 @@ def _check_checkpoint_file(config, path: str) -> None:
     try:
         run = _Run(file, _load_checkpoint_metadata(file))
     except Exception as exc:
-        raise UserError(f"--ckpt_path {path}: not a readable checkpoint ({type(exc).__name__}: {_one_line(exc)}); "
+        raise UserError(f"--ckpt_path {path}: not a readable checkpoint ({type(exc).__name__}: {one_line(exc)}); "
                         f"the file may be truncated (a run killed while writing it): use another checkpoint.") from None
     model = config.get("model")
     given = model.get("class_path") if model is not None else None
@@ -390,8 +386,8 @@ def _place_default_logger(config) -> None:
     which keeps the default's save_dir '.'. A save_dir the user set is kept."""
     root = config.trainer.get("default_root_dir")
     init = _logger_init(config)
-    if root and init is not None and str(config.trainer.logger.get("class_path", "")).endswith(("TensorBoardLogger", "CSVLogger")) \
-            and init.get("save_dir") in (".", None):
+    class_path = str(config.trainer.logger.get("class_path", "")) if init is not None else ""
+    if root and class_path.endswith(("TensorBoardLogger", "CSVLogger")) and init.get("save_dir") in (".", None):
         init["save_dir"] = str(root)
 
 
@@ -452,7 +448,7 @@ def load_weights(model: OfflineRLModule, path: str) -> None:
         missing = [k for k in missing if k != "num_updates"]
         problem = f"missing {missing[:5]}, unexpected {unexpected[:5]}" if missing or unexpected else ""
     except RuntimeError as exc:  # a shape mismatch
-        problem = " ".join(str(exc).split())[:600]
+        problem = one_line(exc, 600)
     if problem:
         hparams = ", ".join(f"{k}={v}" for k, v in saved.items() if k not in ("obs_dim", "action_dim")
                             and not k.startswith("_"))

@@ -15,3 +15,10 @@ class DatasetError(UserError):
 
 class NonFiniteLossError(RuntimeError):
     """A loss or metric became NaN or infinite during training; the run stops, the last good checkpoint stays."""
+
+
+def one_line(exc: BaseException | str, limit: int = 200, empty: str = "") -> str:
+    """An exception's message (or any text) as one line of at most `limit` characters, for a one-line error;
+    `empty` stands in for an exception without a message."""
+    text = " ".join(str(exc).split()) or empty
+    return text if len(text) <= limit else text[:limit - 3] + "..."

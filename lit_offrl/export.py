@@ -61,7 +61,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-from lit_offrl.errors import UserError
+from lit_offrl.errors import UserError, one_line
 
 PROG = "lit-offrl export"
 FORMATS = ("torchscript", "onnx")
@@ -280,12 +280,12 @@ def traced_policy(model: nn.Module, seed: int = 0) -> tuple[ExportedPolicy, torc
     except UserError:
         raise
     except Exception as exc:  # the tracer's own errors: data-dependent Python, numpy, .item() in policy_action
-        raise ExportFailed(f"tracing {name}.policy_action failed: {_one_line(exc)}") from exc
+        raise ExportFailed(f"tracing {name}.policy_action failed: {_message(exc)}") from exc
 
 
-def _one_line(exc: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
+def _message(exc: BaseException) -> str:
+    """An export failure's message in one line (its type where it has none)."""
+    return one_line(exc, 400, empty=type(exc).__name__)
 
 
 def _write_torchscript(traced: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> None:
@@ -346,7 +346,7 @@ def _check(policy: ExportedPolicy, path: Path, fmt: str, seed: int) -> tuple[flo
         try:
             got = _run_file(path, fmt, inputs, policy.input_names)
         except Exception as exc:
-            raise ExportFailed(f"the written {fmt} file does not run on a batch of {batch}: {_one_line(exc)}") from exc
+            raise ExportFailed(f"the written {fmt} file does not run on a batch of {batch}: {_message(exc)}") from exc
         for name, want, have in zip(policy.output_names, expected, got):
             if tuple(have.shape) != tuple(want.shape):
                 raise ExportFailed(f"the written {fmt} file gives {name} of shape {tuple(have.shape)} for a batch of "
@@ -394,7 +394,7 @@ def export_policy(model: nn.Module, out: str | os.PathLike, fmt: str, seed: int 
                 except UserError:
                     raise
                 except Exception as exc:
-                    raise ExportFailed(f"the ONNX exporter failed on {cls.__name__}: {_one_line(exc)}") from exc
+                    raise ExportFailed(f"the ONNX exporter failed on {cls.__name__}: {_message(exc)}") from exc
             worst, count = _check(policy, temporary, fmt, seed)
             os.replace(temporary, out)
         finally:
@@ -450,7 +450,8 @@ def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated zip, not a torch file, a pickle of missing classes
-        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {_one_line(exc, 200)}); give a "
+        reason = one_line(exc, 200, empty=type(exc).__name__)
+        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {reason}); give a "
                         f".ckpt written by `lit-offrl fit`.") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by "
@@ -464,7 +465,8 @@ def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise UserError(f"{path} holds a {class_path}, which cannot be imported here ({_one_line(exc, 200)}); "
+        reason = one_line(exc, 200, empty=type(exc).__name__)
+        raise UserError(f"{path} holds a {class_path}, which cannot be imported here ({reason}); "
                         f"install the package that defines it.") from None
     if not (isinstance(cls, type) and issubclass(cls, OfflineRLModule)):
         raise UserError(f"{path} holds a {class_path}, not a lit_offrl OfflineRLModule.")
@@ -473,12 +475,12 @@ def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
         model = cls(**init_args)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: {cls.__name__} cannot be built from the checkpoint's hyperparameters "
-                        f"({_one_line(exc, 300)}).") from None
+                        f"({one_line(exc, 300, empty=type(exc).__name__)}).") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
         raise UserError(f"{path}: its weights do not fit {cls.__name__} built from its hyperparameters: "
-                        f"{_one_line(exc, 500)}") from None
+                        f"{one_line(exc, 500, empty=type(exc).__name__)}") from None
     return model.eval(), checkpoint
 
 

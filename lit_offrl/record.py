@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lit_offrl.datasets_cli import _count, _Parser, run_tool
-from lit_offrl.errors import DatasetError, UserError
+from lit_offrl.errors import DatasetError, UserError, one_line
 from lit_offrl.export import load_checkpoint_model  # the model a checkpoint holds, in eval mode
 
 PROG = "lit-offrl record"
@@ -101,11 +101,6 @@ def rendering_hint(backend: str) -> str:
     if backend == "glfw":
         return "glfw needs a display: unset MUJOCO_GL to render headless with EGL"
     return f"MUJOCO_GL={backend!r} is not a MuJoCo backend: use egl or osmesa (or unset it)"
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -289,10 +284,10 @@ def _probe_rendering(source: EvalSource, size: dict) -> str | None:
     except TypeError as exc:
         if size and ("width" in str(exc) or "height" in str(exc)):
             raise UserError(f"--width/--height: the evaluation env '{source.spec.id}' takes no frame size "
-                            f"({_one_line(exc)}); leave them out.") from None
-        return _one_line(exc)
+                            f"({one_line(f'{type(exc).__name__}: {exc}')}); leave them out.") from None
+        return one_line(f'{type(exc).__name__}: {exc}')
     except Exception as exc:
-        return _one_line(exc)
+        return one_line(f'{type(exc).__name__}: {exc}')
     finally:
         if env is not None:
             try:

@@ -32,7 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from lit_offrl.datasets_cli import _count, _Parser, run_tool  # the one-line-error argparse of the `lit-offrl` tools
-from lit_offrl.errors import UserError
+from lit_offrl.errors import UserError, one_line
 
 PROG = "lit-offrl report"
 METRIC = "val/normalized_score"
@@ -186,7 +186,7 @@ def _folder_run(folder: Path, metric: str) -> tuple[Run | None, str]:
     try:
         points, tags = _read_curve(folder, metric)
     except Exception as exc:  # a truncated event file or CSV: one run, not the whole report
-        return None, f"its logs are not readable ({type(exc).__name__}: {' '.join(str(exc).split())[:150]})"
+        return None, f"its logs are not readable ({type(exc).__name__}: {one_line(exc, 150)})"
     if not points:
         shown = ", ".join(sorted(tags)[:8]) + (", ..." if len(tags) > 8 else "")
         return None, f"no {metric} logged" + (f" (it logged {shown})" if tags else " (no metric logged at all)")

@@ -37,19 +37,13 @@ def fit(model, dm, root, max_steps, callbacks=(), ckpt_path=None, **trainer_args
 @pytest.fixture(scope="module")
 def checkpoint(maze_root, tmp_path_factory):
     """A TD3+BC checkpoint after 3 updates on the session's small PointMaze UMaze dataset."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(maze_root)
     folder = tmp_path_factory.mktemp("record_run")
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module scope: no monkeypatch fixture
+        patch.setenv("MINARI_DATASETS_PATH", str(maze_root))
         trainer = fit(TD3BC(8, 2, hidden_dims=(32, 32)), OfflineDataModule(MAZE_ID, batch_size=64, eval_episodes=0),
                       folder, max_steps=3)
         path = folder / "checkpoints" / "last.ckpt"
         trainer.save_checkpoint(path)
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH")
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
     return path
 
 

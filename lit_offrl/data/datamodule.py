@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from lit_offrl.data import minari_io
 from lit_offrl.data.buffer import (Batch, RandomBatchStream, RandomSequenceStream, SamplerState, SequenceBatch,
                                    Transitions)
-from lit_offrl.errors import DatasetError, UserError
+from lit_offrl.errors import DatasetError, UserError, one_line
 
 DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
 # Top-level module -> the pip package that provides it, where the names differ.
@@ -338,9 +338,9 @@ class OfflineDataModule(L.LightningDataModule):
             package = _PIP_PACKAGES.get(top, top.replace("_", "-"))
             return (f"{what} cannot be {step}: it needs the Python module '{exc.name}', which is not installed. "
                     f"Install it (`pip install {package}`), {skip}.")
-        message = " ".join(str(exc).split())
+        message = one_line(exc, 300)
         if message:
-            cause = f"{type(exc).__name__}: {message if len(message) <= 300 else message[:297] + '...'}"
+            cause = f"{type(exc).__name__}: {message}"
         else:  # a bare assert: where it failed is all there is to go on
             cause = f"{type(exc).__name__} (no message)"
             frames = traceback.extract_tb(exc.__traceback__)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from lit_offrl.errors import DatasetError
+from lit_offrl.errors import DatasetError, one_line
 
 
 @dataclass
@@ -147,7 +147,7 @@ def check_local(dataset_id: str) -> Damage | None:
     try:
         metadata = json.loads(metadata_path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
-        return Damage(metadata_path, f"cannot be read ({type(exc).__name__}: {_one_line(exc)})")
+        return Damage(metadata_path, f"cannot be read ({type(exc).__name__}: {_reason(exc)})")
     except json.JSONDecodeError as exc:
         return Damage(metadata_path, f"not valid JSON ({exc.msg} at line {exc.lineno} "
                                      f"column {exc.colno})")
@@ -173,7 +173,7 @@ def check_local(dataset_id: str) -> Damage | None:
             try:
                 deserialize_space(metadata[key])
             except Exception as exc:  # Minari raises KeyError, TypeError, ValueError, ... for a bad description
-                return Damage(metadata_path, f"its {key} cannot be parsed ({type(exc).__name__}: {_one_line(exc)})")
+                return Damage(metadata_path, f"its {key} cannot be parsed ({type(exc).__name__}: {_reason(exc)})")
     if metadata["dataset_id"] != dataset_id:
         return Damage(metadata_path, f"says it is dataset {metadata['dataset_id']!r}, but it lies in "
                                      f"the folder of {dataset_id!r}")
@@ -187,7 +187,7 @@ def check_local(dataset_id: str) -> Damage | None:
         with h5py.File(hdf5_path, "r") as file:
             stored = sum(1 for key in file.keys() if key.startswith("episode_"))
     except Exception as exc:  # h5py raises OSError for a truncated or foreign file
-        return Damage(hdf5_path, f"cannot be opened ({_one_line(exc)})")
+        return Damage(hdf5_path, f"cannot be opened ({_reason(exc)})")
     if stored != metadata["total_episodes"]:
         return Damage(hdf5_path, f"holds {stored} episodes but metadata.json says "
                                  f"{metadata['total_episodes']}")
@@ -217,9 +217,8 @@ def remove_broken(dataset_id: str, damage: Damage) -> None:
     shutil.rmtree(folder)
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or "no message"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def _reason(exc: BaseException) -> str:
+    return one_line(exc, 300, empty="no message")
 
 
 def open_local(dataset_id: str):
@@ -233,7 +232,7 @@ def open_local(dataset_id: str):
         return minari.load_dataset(dataset_id)
     except Exception as exc:  # spaces or env specs Minari cannot parse, an unsupported Minari version, ...
         damage = Damage(dataset_folder(dataset_id) / "data" / "metadata.json",
-                        f"Minari cannot open it ({type(exc).__name__}: {_one_line(exc)})")
+                        f"Minari cannot open it ({type(exc).__name__}: {_reason(exc)})")
         raise DatasetError(broken_message(dataset_id, damage)) from None
 
 
@@ -507,7 +506,7 @@ def _episodes_in_chunks(dataset):
                 data_path = Path(dataset.storage.data_path)
                 hdf5_path = data_path / "main_data.hdf5"
                 damage = Damage(hdf5_path if hdf5_path.exists() else data_path,
-                                f"its episodes cannot be read ({type(exc).__name__}: {_one_line(exc)})")
+                                f"its episodes cannot be read ({type(exc).__name__}: {_reason(exc)})")
                 raise DatasetError(broken_message(dataset_id, damage)) from None
             yield episode
         _release_freed_memory()
@@ -522,7 +521,7 @@ def _episode_observations(dataset_id: str, number: int, space: spaces.Space, obs
         raise
     except (KeyError, IndexError, ValueError, TypeError) as exc:
         raise DatasetError(f"dataset '{dataset_id}': the observations of episode {number} do not match its "
-                           f"observation space {space} ({type(exc).__name__}: {_one_line(exc)}): "
+                           f"observation space {space} ({type(exc).__name__}: {_reason(exc)}): "
                            f"{repair_hint(dataset_id)}.") from None
     if flat.shape != (steps + 1, obs_dim):
         raise DatasetError(f"dataset '{dataset_id}': episode {number} has {steps} steps, so Minari stores "
@@ -538,7 +537,7 @@ def _episode_field(dataset_id: str, number: int, name: str, values: Any, steps: 
         array = np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError) as exc:
         raise DatasetError(f"dataset '{dataset_id}': the {name} of episode {number} are not numbers "
-                           f"({_one_line(exc)}): {repair_hint(dataset_id)}.") from None
+                           f"({_reason(exc)}): {repair_hint(dataset_id)}.") from None
     shape = (steps,) if width is None else (steps, width)
     if array.size != int(np.prod(shape)) or (len(array) if array.ndim else 1) != steps:
         raise DatasetError(f"dataset '{dataset_id}': episode {number} has {steps} steps but {name} of shape "
