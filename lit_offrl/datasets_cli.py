@@ -96,32 +96,32 @@ def main(argv: list[str]) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from lit_offrl.data import minari_io, recipes
+    from lit_offrl.data import minari_io, registry
 
     dataset_id = args.dataset_id
-    if dataset_id not in recipes.RECIPES:
-        raise DatasetError(f"no lit_offrl recipe makes '{dataset_id}'; recipe ids: {', '.join(recipes.RECIPES)} "
+    if dataset_id not in registry.RECIPES:
+        raise DatasetError(f"no lit_offrl recipe makes '{dataset_id}'; recipe ids: {', '.join(registry.RECIPES)} "
                            f"(`lit-offrl datasets list` describes them).")
     damage = minari_io.check_local(dataset_id)
     if damage is None and minari_io.is_local(dataset_id):
         raise DatasetError(_exists_message(dataset_id, minari_io.local_root()))
     options = {key: value for key, value in (("steps", args.steps), ("seed", args.seed),
                                              ("train_steps", args.train_steps)) if value is not None}
-    if "train_steps" in options and "train_steps" not in inspect.signature(recipes.RECIPES[dataset_id]).parameters:
+    if "train_steps" in options and "train_steps" not in inspect.signature(registry.RECIPES[dataset_id]).parameters:
         raise UserError(f"--train-steps applies to the locomotion recipes, not to '{dataset_id}'.")
     if damage is not None:  # what a killed build leaves, or a damaged file: `minari delete` cannot read it
         minari_io.remove_broken(dataset_id, damage)
     print(f"lit_offrl: building '{dataset_id}' in {minari_io.local_root()}", flush=True)
     start = time.perf_counter()
     try:
-        dataset = recipes.RECIPES[dataset_id](progress=True, **options)
+        dataset = registry.RECIPES[dataset_id](progress=True, **options)
     except FileExistsError:  # created by someone else since the check above
         raise DatasetError(_exists_message(dataset_id, minari_io.local_root())) from None
     except RuntimeError as exc:  # a recipe check failed; nothing was written
         print(f"{PROG}: error: building '{dataset_id}' failed: {exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
-    summary = recipes.summarize(dataset)
+    summary = registry.summarize(dataset)
     normalized = summary["normalized_return"]
     print(f"{dataset_id}: {summary['episodes']:,} episodes, {summary['steps']:,} steps, "
           f"mean return {summary['mean_return']:.2f} (std {summary['std_return']:.2f}), normalized return of the "
@@ -156,13 +156,13 @@ def _local_datasets() -> dict[str, dict | Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from lit_offrl.data import minari_io, recipes
+    from lit_offrl.data import minari_io, registry
 
     local = _local_datasets()
-    width = max(len(i) for i in [*recipes.RECIPES, *local])
+    width = max(len(i) for i in [*registry.RECIPES, *local])
     print("Datasets lit_offrl can build (`lit-offrl datasets make ID`; * = already in the local root, "
           "! = there but broken):")
-    for dataset_id, description in recipes.DESCRIPTIONS.items():
+    for dataset_id, description in registry.DESCRIPTIONS.items():
         mark = " " if dataset_id not in local else "*" if isinstance(local[dataset_id], dict) else "!"
         print(f"{mark} {dataset_id:<{width}}  {description}")
     print(f"\nLocal datasets in {minari_io.local_root()}:")
@@ -200,7 +200,7 @@ def _env_summary(spec_json: Any) -> str | None:
 def _show(args: argparse.Namespace) -> int:
     from minari.storage.local import parse_dataset_id
 
-    from lit_offrl.data import minari_io, recipes
+    from lit_offrl.data import minari_io, registry
 
     dataset_id = args.dataset_id
     try:
@@ -209,7 +209,7 @@ def _show(args: argparse.Namespace) -> int:
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/maze2d/umaze-v0').") from None
     if not minari_io.is_local(dataset_id) and not minari_io.dataset_folder(dataset_id).exists():
-        hint = (f"build it with `lit-offrl datasets make {dataset_id}`" if dataset_id in recipes.RECIPES
+        hint = (f"build it with `lit-offrl datasets make {dataset_id}`" if dataset_id in registry.RECIPES
                 else f"download it with `minari download {dataset_id}`")
         local = minari_io.local_dataset_ids()
         raise DatasetError(f"'{dataset_id}' is not in the local root {minari_io.local_root()} "

@@ -24,7 +24,7 @@ def maze_root(tmp_path_factory) -> Path:
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
-        from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset
+        from lit_offrl.recipes.pointmaze import make_pointmaze_dataset
 
         make_pointmaze_dataset(MAZE_ID, maze="UMaze", steps=6_000, seed=0, progress=False)
     finally:

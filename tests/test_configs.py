@@ -38,7 +38,7 @@ def test_trainer_presets_compose_with_an_algorithm_config(preset, key, value, ma
 def test_shipped_config_names_a_dataset_the_project_can_build(config):
     """The dataset a config trains on by default is one `lit-offrl datasets make` builds (the hub is unreachable, and
     test_shipped_config_trains swaps the dataset, so a wrong default id would otherwise first fail in a user's run)."""
-    from lit_offrl.data.recipes import RECIPES
+    from lit_offrl.recipes import RECIPES
 
     dataset_id = yaml.safe_load((REPO / config).read_text())["data"]["dataset_id"]
     assert dataset_id in RECIPES, f"{config}: {dataset_id!r} is not one of the recipes' ids"

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lit_offrl import datasets_cli
-from lit_offrl.data import minari_io, recipes
+from lit_offrl.data import minari_io, registry as recipes
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.errors import DatasetError
 from minari_fixtures import (Episode, append_empty_episode, eval_env_spec, flat_rows, make_box_dataset, metadata_path,
@@ -73,7 +73,7 @@ def test_a_recipe_build_killed_while_writing_leaves_no_dataset_folder(root, monk
     """The pointmaze recipe interrupted inside Minari's write: nothing under the id, nothing listed."""
     from minari.dataset._storages.hdf5_storage import HDF5Storage
 
-    from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset
+    from lit_offrl.recipes.pointmaze import make_pointmaze_dataset
 
     seen, final = [], root / MAZE_ID
 

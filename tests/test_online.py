@@ -17,7 +17,7 @@ from conftest import REPO, run_cli
 from lit_offrl.algos.sac import SAC
 from lit_offrl.callbacks import UpdateCheckpoint
 from lit_offrl.data.online import OnlineDataModule
-from lit_offrl.data.recipes import locomotion
+from lit_offrl.recipes import locomotion
 from lit_offrl.errors import UserError
 
 TINY = dict(steps=1200, train_steps=200, snapshot_every=100, warmup_steps=100, eval_episodes=2, progress=False)
@@ -282,7 +282,7 @@ def loco_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("locomotion")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(root))
-        from lit_offrl.data import recipes
+        from lit_offrl.data import registry as recipes
 
         for dataset_id in LOCOMOTION_IDS:
             recipes.RECIPES[dataset_id](**TINY)
@@ -312,7 +312,7 @@ def test_locomotion_recipe_dataset(minari_root, dataset_id):
     env_id = locomotion.ENVS[env_name]
     dataset = minari.load_dataset(dataset_id)
     metadata = dataset.storage.metadata
-    ref_min, ref_max = locomotion.D4RL_REFERENCE_SCORES[env_id.split("-")[0]]
+    ref_min, ref_max = locomotion.reference_scores(env_id)
     assert (metadata["ref_min_score"], metadata["ref_max_score"]) == (ref_min, ref_max)
     np.testing.assert_allclose(minari.get_normalized_score(dataset, np.array([ref_min, ref_max])), [0.0, 1.0])
     assert metadata["code_permalink"] == locomotion.CODE_PERMALINK and level in metadata["description"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_offrl.data.recipes.pointmaze import EVAL_GOAL_CELLS, GOAL_RADIUS, make_pointmaze_dataset
+from lit_offrl.recipes.pointmaze import EVAL_GOAL_CELLS, GOAL_RADIUS, make_pointmaze_dataset
 from lit_offrl.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,7 +186,7 @@ def test_datasets_list_marks_built_recipes(made):
     assert result.returncode == 0, result.stderr
     recipes, local = result.stdout.split("Local datasets")
     marked = {line[2:].split()[0]: line.startswith("*") for line in recipes.splitlines() if "lit-offrl/" in line}
-    from lit_offrl.data.recipes import RECIPES
+    from lit_offrl.recipes import RECIPES
 
     assert marked.keys() == set(RECIPES) and marked[MAZE2D_ID], "every recipe id listed, the built one marked"
     assert not any(built for dataset_id, built in marked.items() if dataset_id != MAZE2D_ID)

@@ -58,11 +58,12 @@ def test_minari_mujoco_dataset_gets_d4rl_reference_returns(tmp_path, monkeypatch
     assert len(lines) == 1 and "D4RL" in lines[0] and "v5" in lines[0] and "\n" not in lines[0], lines
 
 
-def test_d4rl_table_agrees_with_the_locomotion_recipe_and_covers_the_mujoco_ids():
-    from lit_offrl.data.recipes.locomotion import D4RL_REFERENCE_SCORES
+def test_d4rl_table_serves_the_locomotion_recipe_and_covers_the_mujoco_ids():
+    from lit_offrl.recipes.locomotion import ENVS, reference_scores
 
-    for env, refs in D4RL_REFERENCE_SCORES.items():
-        assert D4RL_REFERENCE_RETURNS[env.lower()] == refs
+    for env, env_id in ENVS.items():
+        assert reference_scores(env_id) == D4RL_REFERENCE_RETURNS[env]
+    assert D4RL_REFERENCE_RETURNS["hopper"] == (-20.272305, 3234.3)  # d4rl/infos.py REF_MIN/MAX_SCORE
     assert D4RL_REFERENCE_RETURNS["ant"] == (-325.6, 3879.7)
     empty = SimpleNamespace(storage=SimpleNamespace(metadata={}))
     for env in ("hopper", "halfcheetah", "walker2d", "ant"):

@@ -24,8 +24,8 @@ DEFAULT_DATASET = "lit-offrl/pointmaze/umaze-v0"
 _PIP_PACKAGES = {"gymnasium_robotics": "gymnasium-robotics", "ale_py": "ale-py", "Box2D": '"gymnasium[box2d]"',
                  "mujoco_py": "mujoco-py"}
 # D4RL's random / expert returns (d4rl/infos.py REF_MIN_SCORE / REF_MAX_SCORE of the v2 locomotion datasets),
-# keyed by the env name of Minari's `mujoco/<env>/...` ids, which store none (Minari issue #323). The recipes'
-# locomotion.D4RL_REFERENCE_SCORES holds the same Hopper / HalfCheetah / Walker2d numbers (a test checks).
+# keyed by the env name of Minari's `mujoco/<env>/...` ids, which store none (Minari issue #323), and used by the
+# locomotion recipes and the online data module for the same envs.
 D4RL_REFERENCE_RETURNS = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0),
                           "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
 

@@ -196,9 +196,9 @@ def check_local(dataset_id: str) -> Damage | None:
 
 def repair_hint(dataset_id: str) -> str:
     """What to do about a broken local dataset: rebuild a recipe id, delete and re-download anything else."""
-    from lit_offrl.data import recipes
+    from lit_offrl.data import registry
 
-    if dataset_id in recipes.RECIPES:
+    if dataset_id in registry.RECIPES:
         return f"rebuild it with `lit-offrl datasets make {dataset_id}` (it replaces the broken folder)"
     return (f"delete the folder {dataset_folder(dataset_id)} and download or write the dataset again "
             f"(`minari download {dataset_id}` for a dataset on Minari's hub)")
@@ -317,7 +317,7 @@ def _remove_stale_temporaries(root: Path) -> None:
 def resolve(dataset_id: str, build: bool = True, progress: bool = True):
     """Return the `MinariDataset` for `dataset_id`, building or downloading it if it is not local.
 
-    Order: a local dataset; a project recipe (lit_offrl.data.recipes) built on first use; Minari's download.
+    Order: a local dataset; an id registered by a recipe (lit_offrl.data.registry) built on first use; Minari's download.
     A local folder that an interrupted write left (`check_local`) is deleted and rebuilt when a recipe makes the
     id; any other broken local dataset raises a `DatasetError` naming the file and the fix. Raises `DatasetError`
     naming the id, the local root and the local datasets when none of the sources works.
@@ -330,9 +330,9 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
     except (ValueError, TypeError):  # Minari raises TypeError for an id without -vN
         raise DatasetError(f"'{dataset_id}' is not a Minari dataset id: ids look like 'namespace/name-vN' "
                            f"(e.g. 'lit-offrl/pointmaze/umaze-v0'); the version suffix is required.") from None
-    from lit_offrl.data import recipes
+    from lit_offrl.data import registry
 
-    buildable = build and dataset_id in recipes.RECIPES
+    buildable = build and dataset_id in registry.RECIPES
     if is_local(dataset_id) or dataset_folder(dataset_id).exists():
         damage = check_local(dataset_id)
         if damage is None:
@@ -345,7 +345,7 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
         with _build_lock(dataset_id):
             if is_local(dataset_id) and check_local(dataset_id) is None:
                 return open_local(dataset_id)
-            return recipes.build(dataset_id, progress=progress)
+            return registry.build(dataset_id, progress=progress)
     print(f"lit_offrl: '{dataset_id}' is not local; trying Minari's download...", flush=True)
     try:
         minari.download_dataset(dataset_id)
@@ -357,7 +357,7 @@ def resolve(dataset_id: str, build: bool = True, progress: bool = True):
             f"  It is not in the local root {local_root()} (set MINARI_DATASETS_PATH to use another folder),\n"
             f"  no lit_offrl recipe makes it, and downloading it failed ({type(exc).__name__}: {exc}).\n"
             f"  Local datasets: {', '.join(local) if local else 'none'}.\n"
-            f"  Datasets lit_offrl can build here: {', '.join(sorted(recipes.RECIPES))}."
+            f"  Datasets lit_offrl can build here: {', '.join(sorted(registry.RECIPES))}."
         ) from None
 
 

@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lit_offrl.data import minari_io
 from lit_offrl.data.buffer import Batch, batch_seed, pack_rows, split_rows
-from lit_offrl.data.datamodule import OfflineDataModule
+from lit_offrl.data.datamodule import D4RL_REFERENCE_RETURNS, OfflineDataModule
 from lit_offrl.errors import UserError
 
 # Offsets that keep the random streams apart (batch i uses batch_seed(seed, rank, i), the updates 1 << 40 + i).
@@ -140,9 +140,7 @@ class _CollectRequests(IterableDataset):
 
 
 def _known_reference_scores(env_name: str) -> tuple[float | None, float | None]:
-    from lit_offrl.data.recipes.locomotion import D4RL_REFERENCE_SCORES
-
-    return D4RL_REFERENCE_SCORES.get(env_name.split("/")[-1].split("-v")[0], (None, None))
+    return D4RL_REFERENCE_RETURNS.get(env_name.split("/")[-1].split("-v")[0].lower(), (None, None))
 
 
 class OnlineDataModule(OfflineDataModule):

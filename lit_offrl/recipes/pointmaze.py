@@ -84,7 +84,8 @@ the data comes within the goal radius of its evaluation goal at least once.
 
 Example::
 
-    from lit_offrl.data.recipes.pointmaze import make_pointmaze_dataset, summarize
+    from lit_offrl.data.registry import summarize
+    from lit_offrl.recipes.pointmaze import make_pointmaze_dataset
     ds = make_pointmaze_dataset("lit-offrl/maze2d/umaze-v0", maze="UMaze", steps=1_000_000, flavour="maze2d")
     print(summarize(ds))
 """
@@ -120,12 +121,11 @@ __all__ = [
     "eval_goal_distribution",
     "relabel_to_eval_goal",
     "make_pointmaze_dataset",
-    "summarize",
 ]
 
 log = logging.getLogger(__name__)
 
-CODE_PERMALINK = "lit_offrl/data/recipes/pointmaze.py"
+CODE_PERMALINK = "lit_offrl/recipes/pointmaze.py"
 ALGORITHM_NAME = "QIteration+PDController"
 
 MAZES = ("UMaze", "Medium", "Large")
@@ -847,25 +847,3 @@ def make_pointmaze_dataset(
             f"success {refs['expert_success_rate']:.0%} on the eval env; {report['seconds_total']:.0f}s"
         )
     return dataset
-
-
-def summarize(dataset: "minari.MinariDataset") -> dict[str, Any]:
-    """Episodes, steps, mean episode return and mean normalized return (x100; ``None`` without ref scores)."""
-    import minari
-
-    returns = np.array([float(np.sum(ep.rewards)) for ep in dataset.iterate_episodes()])
-    try:
-        normalized = float(np.mean(minari.get_normalized_score(dataset, returns)) * 100.0) if returns.size else None
-    except ValueError:
-        normalized = None
-    metadata = dataset.storage.metadata
-    return {
-        "dataset_id": dataset.spec.dataset_id,
-        "episodes": int(dataset.total_episodes),
-        "steps": int(dataset.total_steps),
-        "mean_return": float(returns.mean()) if returns.size else None,
-        "std_return": float(returns.std()) if returns.size else None,
-        "normalized_return": normalized,
-        "ref_min_score": metadata.get("ref_min_score"),
-        "ref_max_score": metadata.get("ref_max_score"),
-    }

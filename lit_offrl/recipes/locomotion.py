@@ -42,7 +42,7 @@ episode and restarted, and diverged from there).
 
 Reference scores
 ----------------
-``ref_min_score`` / ``ref_max_score`` are D4RL's random and expert returns (`D4RL_REFERENCE_SCORES`), so
+``ref_min_score`` / ``ref_max_score`` are D4RL's random and expert returns (`lit_offrl.data.datamodule.D4RL_REFERENCE_RETURNS`), so
 normalized scores are comparable with D4RL's. This recipe's expert is usually weaker than D4RL's (a
 shorter SAC run); the measured random and expert returns are in each dataset's description.
 
@@ -56,7 +56,7 @@ and scores ~15), expert 83.3 (175k updates; D4RL's expert is 100 by definition),
 
 Example::
 
-    from lit_offrl.data.recipes.locomotion import make_locomotion_dataset
+    from lit_offrl.recipes.locomotion import make_locomotion_dataset
     ds = make_locomotion_dataset("lit-offrl/hopper/medium-v0", env="hopper", level="medium")
 """
 
@@ -79,17 +79,14 @@ from lit_offrl.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     import minari
 
-__all__ = ["ENVS", "LEVELS", "D4RL_REFERENCE_SCORES", "TRAIN_STEPS", "Snapshot", "train_policies",
+__all__ = ["ENVS", "LEVELS", "reference_scores", "TRAIN_STEPS", "Snapshot", "train_policies",
            "select_levels", "make_locomotion_dataset"]
 
 log = logging.getLogger(__name__)
 
-CODE_PERMALINK = "lit_offrl/data/recipes/locomotion.py"
+CODE_PERMALINK = "lit_offrl/recipes/locomotion.py"
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
-# D4RL infos.py REF_MIN_SCORE / REF_MAX_SCORE (random / expert returns), keyed by the Gymnasium env name.
-D4RL_REFERENCE_SCORES = {"Hopper": (-20.272305, 3234.3), "HalfCheetah": (-280.178953, 12135.0),
-                         "Walker2d": (1.629008, 4592.3)}
 TRAIN_STEPS = {"hopper": 200_000, "halfcheetah": 200_000, "walker2d": 200_000}
 WARMUP_STEPS = 10_000        # uniformly random transitions before the first update (SB3 zoo, CORL)
 SNAPSHOT_EVERY = 5_000       # updates between saved, evaluated policies
@@ -109,7 +106,10 @@ def _parse(env: str, level: str) -> tuple[str, str]:
 
 
 def reference_scores(env_id: str) -> tuple[float, float]:
-    return D4RL_REFERENCE_SCORES[env_id.split("-v")[0]]
+    """D4RL's random / expert returns for a Gymnasium locomotion env id (the data layer's table)."""
+    from lit_offrl.data.datamodule import D4RL_REFERENCE_RETURNS
+
+    return D4RL_REFERENCE_RETURNS[env_id.split("-v")[0].lower()]
 
 
 def _normalized(value: float, env_id: str) -> float:
