@@ -196,3 +196,18 @@ def test_rollout_counts_success_and_tasks_only_within_each_episode():
     # seed 1 ends after 2 steps without success; its next (autoreset) episode succeeds but must not count.
     assert outcomes.success.tolist() == [True, False, True]
     assert outcomes.tasks_completed.tolist() == [3, 2, 3]
+
+
+def test_online_data_module_scores_a_mujoco_dataset_like_the_offline_one(tmp_path, monkeypatch):
+    """Fine-tuning from (or training in the env of) Minari's mujoco/hopper data scores by D4RL's Hopper returns, as
+    the offline data module does; a dataset's own metadata still wins."""
+    from lit_offrl.data.online import OnlineDataModule
+
+    use_minari_root(tmp_path, monkeypatch)
+    make_hopper_like("mujoco/hopper/medium-v0")
+    make_hopper_like("mujoco/hopper/expert-v0", ref_min_score=1.0, ref_max_score=2.0)
+    for kwargs in ({"offline_dataset_id": "mujoco/hopper/medium-v0"}, {"env_id": "mujoco/hopper/medium-v0"}):
+        dm = OnlineDataModule(**kwargs, warmup_steps=0, eval_episodes=1)
+        assert (dm.ref_min_score, dm.ref_max_score) == (HOPPER_MIN, HOPPER_MAX), kwargs
+    dm = OnlineDataModule(offline_dataset_id="mujoco/hopper/expert-v0", warmup_steps=0, eval_episodes=1)
+    assert (dm.ref_min_score, dm.ref_max_score) == (1.0, 2.0)

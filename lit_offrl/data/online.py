@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lit_offrl.data import minari_io
 from lit_offrl.data.buffer import Batch, batch_seed, pack_rows, split_rows
-from lit_offrl.data.datamodule import D4RL_REFERENCE_RETURNS, OfflineDataModule
+from lit_offrl.data.datamodule import D4RL_REFERENCE_RETURNS, OfflineDataModule, reference_returns
 from lit_offrl.errors import UserError
 
 # Offsets that keep the random streams apart (batch i uses batch_seed(seed, rank, i), the updates 1 << 40 + i).
@@ -237,10 +237,12 @@ class OnlineDataModule(OfflineDataModule):
                     f"{self.offline.action_high.tolist()}]) does not match environment '{env_id}' (obs_dim "
                     f"{self.obs_dim}, action_dim {self.action_dim}, actions in [{self.action_low.tolist()}, "
                     f"{self.action_high.tolist()}]): leave data.env_id unset to use the dataset's evaluation env.")
-        source = self.offline.dataset if self.offline is not None else self.dataset
-        if source is not None:
-            self.ref_min_score = minari_io.reference_score(source, "ref_min_score")
-            self.ref_max_score = minari_io.reference_score(source, "ref_max_score")
+        # Scored as the offline data module scores the same data (its metadata, else D4RL's returns for Minari's
+        # mujoco/* ids); a bare Gymnasium id by D4RL's returns for that env, where D4RL has them.
+        if self.offline is not None:
+            self.ref_min_score, self.ref_max_score = self.offline.ref_min_score, self.offline.ref_max_score
+        elif self.dataset is not None:
+            self.ref_min_score, self.ref_max_score, _ = reference_returns(self.dataset, env_id)
         else:
             self.ref_min_score, self.ref_max_score = _known_reference_scores(env_id)
         self.obs_mean, self.obs_std = torch.zeros(self.obs_dim), torch.ones(self.obs_dim)
