@@ -23,6 +23,11 @@ Defaults are CORL cql's (locomotion): 3x256 actor and critics with orthogonal cr
 (1e-4 on AntMaze), Q lr 3e-4, temperature lr = policy lr, batch 256, alpha_cql 10, n = 10, importance
 sampling, automatic entropy tuning from alpha 1, no entropy in the backup, tau 0.005, gamma 0.99. CORL's
 maze2d configs use the Lagrange form with tau_gap 5; its AntMaze configs tau_gap 0.8.
+
+The policy's std is CORL's (algorithms/offline/cql.py, TanhGaussianPolicy): the network's raw log-std output goes
+through log sigma = m raw + b with learnable scalars m, b (starting at 1 and -1, trained by the policy optimizer),
+then the clamp to [-20, 2], so the initial policy has sigma about exp(-1) = 0.37, not SAC's sigma about 1
+(`log_std_affine`; false gives SAC's log sigma = raw, which lit_offrl's CQL used before issue 16).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class CQL(SAC):
 
     `orthogonal_init` is CORL's initialization: orthogonal critic layers (gain sqrt 2, output layer 1e-2, zero
     biases) and a near-zero policy output layer; off, the networks keep PyTorch's default initialization.
+    `log_std_affine` is CORL's learnable log sigma = m raw + b (m = 1, b = -1 at the start).
     """
 
     def __init__(self, obs_dim: int, action_dim: int, cql_alpha: float = 10.0, cql_n_actions: int = 10,
@@ -50,7 +56,8 @@ class CQL(SAC):
                  backup_entropy: bool = False, gamma: float = 0.99, tau: float = 0.005, actor_lr: float = 3e-5,
                  critic_lr: float = 3e-4, alpha_lr: float = 3e-5, initial_alpha: float = 1.0, auto_alpha: bool = True,
                  target_entropy: float | None = None, num_critics: int = 2,
-                 hidden_dims: tuple[int, ...] = (256, 256, 256), orthogonal_init: bool = True):
+                 hidden_dims: tuple[int, ...] = (256, 256, 256), orthogonal_init: bool = True,
+                 log_std_affine: bool = True):
         # Read by make_critic, which SAC.__init__ calls.
         self.orthogonal_init = orthogonal_init
         super().__init__(obs_dim, action_dim, gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr,
@@ -62,10 +69,14 @@ class CQL(SAC):
         self.cql_max_target_backup, self.backup_entropy = cql_max_target_backup, backup_entropy
         if orthogonal_init:
             # CORL: the policy's output layer starts near zero (Xavier, gain 1e-2): the initial policy is about
-            # tanh(N(0, 1)) in every state, so Q is first fitted on broad actions, not one network's random pick.
+            # tanh(N(0, sigma^2)) in every state (sigma = e^-1 with log_std_affine, 1 without), so Q is first fitted
+            # on a spread of actions, not one network's random pick.
             output = self.actor.net[-1]
             nn.init.xavier_uniform_(output.weight, gain=1e-2)
             nn.init.zeros_(output.bias)
+        if log_std_affine:
+            # No random draw: the networks keep the same initialization with this on or off.
+            self.actor.add_log_std_affine(multiplier=1.0, offset=-1.0)
         # CORL starts log alpha' at 1.0. A parameter in both modes, so checkpoints look the same.
         self.log_alpha_prime = nn.Parameter(torch.tensor(float(initial_alpha_prime)).log(), requires_grad=cql_lagrange)
 

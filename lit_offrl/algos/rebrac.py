@@ -17,6 +17,15 @@ Defaults are CORL rebrac's: 3x256 actor and LayerNorm critics, Adam 1e-3 both, b
 tau 0.005, sigma 0.2, c 0.5, policy_freq 2, Q normalization on, and beta_actor = beta_critic = 1 (CORL's
 Config defaults; its per-dataset configs set both, see configs/rebrac/). CORL trains ReBRAC on raw observations
 (data.normalize_observations false in configs/rebrac/).
+
+Networks as the reference code builds them (tinkoff-ai/ReBRAC src/networks.py, CORL algorithms/offline/rebrac.py;
+DetActor and Critic there): each hidden layer is Linear -> ReLU -> LayerNorm, the LayerNorm after the activation
+(`norm_after_activation`), in the critics only (actor_ln false, critic_ln true in Config and in every per-dataset
+config of both repositories; `actor_layer_norm` is actor_ln). Initialization "as in the EDAC paper" (`edac_init`):
+hidden kernels U(+-1/sqrt(fan_in)) (PyTorch's default, kept), hidden biases 0.1, output kernel and bias
+U(+-3e-3) in the critics and U(+-1e-3) in the actor; target networks start as copies. `norm_after_activation`
+and `edac_init` false give lit_offrl's ReBRAC before issue 16 (Linear -> LayerNorm -> ReLU, PyTorch's init).
+Flax's LayerNorm has eps 1e-6, PyTorch's 1e-5 (kept).
 """
 
 from __future__ import annotations
@@ -26,25 +35,43 @@ from torch import Tensor
 
 from lit_offrl.algos.td3 import TD3
 from lit_offrl.data.buffer import Batch
-from lit_offrl.nets import EnsembleCritic
+from lit_offrl.nets import DeterministicActor, EnsembleCritic
+from lit_offrl.nets.mlp import edac_init_
 
 
 class ReBRAC(TD3):
-    """TD3+BC with LayerNorm critics and separate behavior penalties in the actor loss and the critic target."""
+    """TD3+BC with LayerNorm critics and separate behavior penalties in the actor loss and the critic target.
+
+    `critic_layer_norm` / `actor_layer_norm`: a LayerNorm per hidden layer of the critics / the actor (reference:
+    critics only), after the ReLU with `norm_after_activation`, before it without. `edac_init`: the reference's
+    initialization (hidden biases 0.1, output layers U(+-3e-3) critic, U(+-1e-3) actor); off, PyTorch's default.
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, actor_bc_coef: float = 1.0, critic_bc_coef: float = 1.0,
-                 normalize_q: bool = True, critic_layer_norm: bool = True, gamma: float = 0.99, tau: float = 0.005,
+                 normalize_q: bool = True, critic_layer_norm: bool = True, actor_layer_norm: bool = False,
+                 norm_after_activation: bool = True, edac_init: bool = True, gamma: float = 0.99, tau: float = 0.005,
                  policy_noise: float = 0.2, noise_clip: float = 0.5, policy_freq: int = 2, actor_lr: float = 1e-3,
                  critic_lr: float = 1e-3, hidden_dims: tuple[int, ...] = (256, 256, 256)):
         # Read by make_critic, which TD3.__init__ calls.
-        self.critic_layer_norm = critic_layer_norm
+        self.critic_layer_norm, self.norm_after_activation, self.edac_init = (critic_layer_norm,
+                                                                              norm_after_activation, edac_init)
         super().__init__(obs_dim, action_dim, gamma=gamma, tau=tau, policy_noise=policy_noise, noise_clip=noise_clip,
                          policy_freq=policy_freq, actor_lr=actor_lr, critic_lr=critic_lr, hidden_dims=hidden_dims)
         self.actor_bc_coef, self.critic_bc_coef, self.normalize_q = actor_bc_coef, critic_bc_coef, normalize_q
+        if actor_layer_norm:  # TD3 built its actor without LayerNorm
+            self.actor = DeterministicActor(obs_dim, action_dim, self.hidden_dims, layer_norm=True,
+                                            norm_after_activation=norm_after_activation)
+        if edac_init:
+            edac_init_(self.actor.net, output_bound=1e-3)
+        if actor_layer_norm or edac_init:  # the target starts as a copy of the actor, as in the reference
+            self.target_actor = self.make_target(self.actor)
 
     def make_critic(self) -> torch.nn.Module:
-        return EnsembleCritic(self.obs_dim, self.action_dim, num_critics=2, hidden_dims=self.hidden_dims,
-                              layer_norm=self.critic_layer_norm)
+        critic = EnsembleCritic(self.obs_dim, self.action_dim, num_critics=2, hidden_dims=self.hidden_dims,
+                                layer_norm=self.critic_layer_norm, norm_after_activation=self.norm_after_activation)
+        if self.edac_init:
+            edac_init_(critic.net, output_bound=3e-3)
+        return critic
 
     def critic_target(self, batch: Batch) -> Tensor:
         """y = r + gamma (1 - d) [min_i Q'_i(s', a~') - beta_critic ||a~' - a'_D||^2]."""

@@ -14,14 +14,16 @@ class EnsembleCritic(nn.Module):
     """E independent Q networks evaluated together: `forward(obs, action) -> (E, B)`.
 
     All members run in one batched matmul per layer (no Python loop over members). Twin critics of TD3,
-    SAC and IQL are `num_critics=2`; larger ensembles (SAC-N, EDAC) use the same module.
+    SAC and IQL are `num_critics=2`; larger ensembles (SAC-N, EDAC) use the same module. `layer_norm` adds a
+    LayerNorm per hidden layer, before the activation or, with `norm_after_activation`, after it (ReBRAC).
     """
 
     def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden_dims: Sequence[int] = (256, 256),
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, norm_after_activation: bool = False):
         super().__init__()
         self.num_critics = num_critics
-        self.net = vectorized_mlp(obs_dim + action_dim, 1, num_critics, hidden_dims, layer_norm=layer_norm)
+        self.net = vectorized_mlp(obs_dim + action_dim, 1, num_critics, hidden_dims, layer_norm=layer_norm,
+                                  norm_after_activation=norm_after_activation)
 
     def forward(self, obs: Tensor, action: Tensor, members: slice | None = None) -> Tensor:
         """Q_i(s, a) of every member, (E, B); of the members in the slice `members` only if given (an actor loss

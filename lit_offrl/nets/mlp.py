@@ -10,15 +10,19 @@ from torch import Tensor, nn
 
 
 def mlp(in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU,
-        layer_norm: bool = False, output_activation: nn.Module | None = None) -> nn.Sequential:
-    """A plain MLP: Linear (-> LayerNorm) -> activation for each hidden layer, then a Linear output layer."""
+        layer_norm: bool = False, output_activation: nn.Module | None = None,
+        norm_after_activation: bool = False) -> nn.Sequential:
+    """A plain MLP: Linear (-> LayerNorm) -> activation for each hidden layer, then a Linear output layer.
+
+    `norm_after_activation` puts each LayerNorm after the activation instead (Linear -> activation -> LayerNorm,
+    the order of ReBRAC's reference code); the parameters and their initialization are the same either way.
+    """
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden_dims]
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers.append(nn.Linear(d_in, d_out))
-        if layer_norm:
-            layers.append(nn.LayerNorm(d_out))
-        layers.append(activation())
+        layers.extend(_normalized_activation(activation(), nn.LayerNorm(d_out) if layer_norm else None,
+                                             norm_after_activation))
     layers.append(nn.Linear(dims[-1], out_dim))
     if output_activation is not None:
         layers.append(output_activation)
@@ -73,14 +77,35 @@ class VectorizedLayerNorm(nn.Module):
 
 
 def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: Sequence[int] = (256, 256),
-                   activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False) -> nn.Sequential:
-    """An ensemble of MLPs with the same shape, evaluated in one batched matmul per layer."""
+                   activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False,
+                   norm_after_activation: bool = False) -> nn.Sequential:
+    """An ensemble of MLPs with the same shape, evaluated in one batched matmul per layer (`norm_after_activation`
+    as in `mlp`)."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden_dims]
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers.append(VectorizedLinear(d_in, d_out, ensemble_size))
-        if layer_norm:
-            layers.append(VectorizedLayerNorm(d_out, ensemble_size))
-        layers.append(activation())
+        layers.extend(_normalized_activation(activation(), VectorizedLayerNorm(d_out, ensemble_size) if layer_norm
+                                             else None, norm_after_activation))
     layers.append(VectorizedLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
+
+
+def _normalized_activation(activation: nn.Module, norm: nn.Module | None, after: bool) -> list[nn.Module]:
+    """[norm, activation] (or [activation, norm] with `after`); [activation] without a norm."""
+    if norm is None:
+        return [activation]
+    return [activation, norm] if after else [norm, activation]
+
+
+@torch.no_grad()
+def edac_init_(net: nn.Sequential, output_bound: float, hidden_bias: float = 0.1) -> nn.Sequential:
+    """Re-initialize `net` (from `mlp` or `vectorized_mlp`) as EDAC's and ReBRAC's reference code do: the hidden
+    layers keep PyTorch's default kernel init U(+-1/sqrt(fan_in)) and get the constant bias `hidden_bias`; the
+    output layer's kernel and bias are drawn from U(+-output_bound). Returns `net`."""
+    linears = [m for m in net if isinstance(m, (nn.Linear, VectorizedLinear))]
+    for layer in linears[:-1]:
+        layer.bias.fill_(hidden_bias)
+    nn.init.uniform_(linears[-1].weight, -output_bound, output_bound)
+    nn.init.uniform_(linears[-1].bias, -output_bound, output_bound)
+    return net

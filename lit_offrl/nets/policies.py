@@ -21,11 +21,14 @@ from lit_offrl.nets.mlp import mlp
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(f(s)): the TD3 / TD3+BC / deterministic-BC policy."""
+    """a = tanh(f(s)): the TD3 / TD3+BC / deterministic-BC policy (`layer_norm`, `norm_after_activation` as in
+    `mlp`; off by default)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256)):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
+                 layer_norm: bool = False, norm_after_activation: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, action_dim, hidden_dims, output_activation=nn.Tanh())
+        self.net = mlp(obs_dim, action_dim, hidden_dims, layer_norm=layer_norm, output_activation=nn.Tanh(),
+                       norm_after_activation=norm_after_activation)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs)
@@ -63,16 +66,34 @@ class GaussianActor(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """a = tanh(u), u ~ N(mu(s), sigma(s)): the SAC / CQL policy, with the change-of-variables log-density."""
+    """a = tanh(u), u ~ N(mu(s), sigma(s)): the SAC / CQL policy, with the change-of-variables log-density.
+
+    The network outputs mu and a raw log std; log sigma = clamp(raw, log_std_min, log_std_max). With
+    `log_std_affine` (CORL's CQL policy) log sigma = clamp(m raw + b, ...) instead, with m and b learnable scalars
+    starting at 1 and -1: sigma starts near exp(-1) = 0.37 where the raw output is near 0, not near 1.
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, log_std_affine: bool = False):
         super().__init__()
         self.net = mlp(obs_dim, 2 * action_dim, hidden_dims)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        # Absent (None) unless turned on, so a plain actor's parameters and state dict are unchanged.
+        self.register_parameter("log_std_multiplier", None)
+        self.register_parameter("log_std_offset", None)
+        if log_std_affine:
+            self.add_log_std_affine()
+
+    def add_log_std_affine(self, multiplier: float = 1.0, offset: float = -1.0) -> None:
+        """Learn log sigma = m raw + b (applied before the clamp), m and b starting at `multiplier` and `offset`.
+        Adds two parameters: call it before the optimizer is built."""
+        self.log_std_multiplier = nn.Parameter(torch.tensor(float(multiplier)))
+        self.log_std_offset = nn.Parameter(torch.tensor(float(offset)))
 
     def distribution(self, obs: Tensor) -> Normal:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
+        if self.log_std_multiplier is not None:
+            log_std = self.log_std_multiplier * log_std + self.log_std_offset
         return Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp(), validate_args=False)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor]:
