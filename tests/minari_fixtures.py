@@ -11,6 +11,8 @@ it is, and `next_observations` can be checked to never cross an episode boundary
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -391,3 +393,124 @@ def make_recorded_dataset(dataset_id: str, env_spec: Any, lengths: Sequence[int]
     episodes = record_random_episodes(env_spec, lengths, seed)
     return write_dataset(dataset_id, episodes, observation_space, action_space,
                          **{"env": env_spec, "eval_env": env_spec, **metadata})
+
+
+# ------------------------------------------------------------------------- look-alikes of Minari hub datasets
+# How Minari's hub built each dataset family, read from Farama-Foundation/minari-dataset-generation-scripts (file
+# named per family) and Minari's issues where the hub's metadata was changed after the scripts ran. A look-alike
+# has the hub's env spec, eval env spec and reference returns, and a few short random-action episodes recorded
+# in that env: what lit_offrl reads from a hub dataset, small.
+
+# scripts/antmaze/create_antmaze_dataset.py (D4RL/antmaze/*-v1; DATASET_ID_TO_ENV_ID: the v4 envs, whose ant
+# observation has 27 features; the v5 envs' has 105) and scripts/D4RL/antmaze/ (the *-v2 ids, same envs).
+_ANTMAZE_ENVS = {"umaze": "AntMaze_UMaze-v4", "umaze-diverse": "AntMaze_UMaze-v4", "medium-play": "AntMaze_Medium-v4",
+                 "medium-diverse": "AntMaze_Medium_Diverse_GR-v4", "large-play": "AntMaze_Large-v4",
+                 "large-diverse": "AntMaze_Large_Diverse_GR-v4"}
+# umaze (not diverse) collects in its own map: goal top left, reset bottom left.
+ANTMAZE_UMAZE_DATA_MAP = [[1, 1, 1, 1, 1], [1, "g", 0, 0, 1], [1, 1, 1, 0, 1], [1, "r", 0, 0, 1], [1, 1, 1, 1, 1]]
+# EVAL_ENV_MAPS: the eval env is the data env's spec with this maze_map (D4RL's fixed start and goal).
+ANTMAZE_EVAL_MAPS = {
+    "umaze": [[1, 1, 1, 1, 1], [1, 0, 0, "r", 1], [1, 0, 1, 1, 1], [1, 0, 0, "g", 1], [1, 1, 1, 1, 1]],
+    "medium": [[1, 1, 1, 1, 1, 1, 1, 1], [1, "r", 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 0, 0, 1], [1, 1, 0, 0, 0, 1, 1, 1],
+               [1, 0, 0, 1, 0, 0, 0, 1], [1, 0, 1, 0, 0, 1, 0, 1], [1, 0, 0, 0, 1, 0, "g", 1], [1, 1, 1, 1, 1, 1, 1, 1]],
+    "large": [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1, "r", 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+              [1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1], [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1],
+              [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1], [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+              [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1], [1, 0, 0, 1, 0, 0, 0, 1, 0, "g", 0, 1],
+              [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
+}
+# The AntMaze script passes `expert_policy` (the waypoint controller in the eval env), so Minari stores a random
+# policy's and that controller's mean eval return as ref_min_score / ref_max_score (Minari issue #306 reads them from
+# D4RL/antmaze/medium-play-v1). Their values cannot be read offline: these stand in for them.
+ANTMAZE_STAND_IN_REFERENCE_RETURNS = (2.0, 400.0)
+
+# scripts/adroit/recreate_adroit_{pen,door}.py and scripts/D4RL/adroit/recreate_adroit_{hammer,relocate}.py:
+# AdroitHand<Task>-v1, no eval env. The scripts set max_episode_steps per flavour (up to 625), but the hub's
+# metadata says 200 for every flavour (its dataset pages; Minari issues #286, which changed pen's from 100, and #303).
+ADROIT_MAX_EPISODE_STEPS = 200
+# D4RL's d4rl/infos.py REF_MIN_SCORE / REF_MAX_SCORE, which Minari's D4RL imports carry ("only the datasets imported
+# from D4RL contain ref_min_score and ref_max_score", minari/utils.py get_normalized_score; issue #303 on pen's).
+ADROIT_REFERENCE_RETURNS = {"pen": (96.262799, 3076.8331017826877), "door": (-56.512833, 2880.5693087298737),
+                            "hammer": (-274.856578, 12794.134825156867), "relocate": (-6.425911, 4233.877797728884)}
+
+# scripts/D4RL/kitchen/create_franka_dataset.py: FrankaKitchen-v1 with these kwargs, 280 steps (complete) or 450
+# (partial, mixed), no eval env, no reference returns.
+KITCHEN_TASKS = {"complete": ["microwave", "kettle", "light switch", "slide cabinet"],
+                 "partial": ["microwave", "kettle", "light switch", "slide cabinet"],
+                 "mixed": ["microwave", "kettle", "bottom burner", "light switch"]}
+KITCHEN_MAX_EPISODE_STEPS = {"complete": 280, "partial": 450, "mixed": 450}
+
+# scripts/mujoco/create_dataset.py and make_env.py: gym.make("<Env>-v5"), no eval env; the mujoco/*-v0 datasets
+# store no reference returns (Minari issue #323).
+_MUJOCO_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
+
+
+@dataclass(frozen=True)
+class HubRecipe:
+    """What the hub stores for a dataset id: its env spec, its eval env spec (None: evaluation uses the env spec),
+    its reference returns (None: it stores none), and the success metric lit_offrl logs for the family
+    ("val/success_rate", "val/tasks_completed" or None)."""
+
+    dataset_id: str
+    env_spec: Any
+    eval_env_spec: Any = None
+    reference_returns: tuple[float, float] | None = None
+    success_metric: str | None = None
+
+    @property
+    def family(self) -> str:
+        return "mujoco" if self.dataset_id.startswith("mujoco/") else self.dataset_id.split("/")[1]
+
+    @property
+    def evaluation_spec(self) -> Any:
+        return self.eval_env_spec if self.eval_env_spec is not None else self.env_spec
+
+
+def hub_env_spec(env_id: str, max_episode_steps: int | None = None, **kwargs: Any) -> Any:
+    """The spec `gym.make(env_id, max_episode_steps=..., **kwargs).spec` records (registered kwargs updated with
+    `kwargs`): what a DataCollector around that env stores as the dataset's env spec."""
+    registered = gym.spec(env_id)
+    steps = registered.max_episode_steps if max_episode_steps is None else max_episode_steps
+    return dataclasses.replace(registered, kwargs={**registered.kwargs, **kwargs}, max_episode_steps=steps)
+
+
+def hub_recipe(dataset_id: str) -> HubRecipe:
+    """The `HubRecipe` of a hub id of D4RL/antmaze/*-v1, D4RL/{pen,door,hammer,relocate}/*-v2, D4RL/kitchen/*-v2 or
+    mujoco/{hopper,halfcheetah,walker2d,ant}/*-v0."""
+    parts = dataset_id.split("/")
+    name = parts[-1].rsplit("-v", 1)[0]
+    if dataset_id.startswith("D4RL/antmaze/") and dataset_id.endswith("-v1"):
+        kwargs: dict[str, Any] = {"continuing_task": True, "reset_target": False}
+        if name == "umaze":
+            kwargs["maze_map"] = ANTMAZE_UMAZE_DATA_MAP
+        env_spec = hub_env_spec(_ANTMAZE_ENVS[name], **kwargs)
+        eval_spec = copy.deepcopy(env_spec)
+        eval_spec.kwargs["maze_map"] = ANTMAZE_EVAL_MAPS[name.split("-")[0]]
+        return HubRecipe(dataset_id, env_spec, eval_spec, ANTMAZE_STAND_IN_REFERENCE_RETURNS, "val/success_rate")
+    if parts[0] == "D4RL" and parts[1] in ADROIT_REFERENCE_RETURNS and dataset_id.endswith("-v2"):
+        env_spec = hub_env_spec(f"AdroitHand{parts[1].capitalize()}-v1", max_episode_steps=ADROIT_MAX_EPISODE_STEPS)
+        return HubRecipe(dataset_id, env_spec, None, ADROIT_REFERENCE_RETURNS[parts[1]], "val/success_rate")
+    if dataset_id.startswith("D4RL/kitchen/") and dataset_id.endswith("-v2"):
+        env_spec = hub_env_spec("FrankaKitchen-v1", max_episode_steps=KITCHEN_MAX_EPISODE_STEPS[name],
+                                remove_task_when_completed=False, terminate_on_tasks_completed=False,
+                                tasks_to_complete=list(KITCHEN_TASKS[name]))
+        return HubRecipe(dataset_id, env_spec, None, None, "val/tasks_completed")
+    if parts[0] == "mujoco" and parts[1] in _MUJOCO_ENVS and dataset_id.endswith("-v0"):
+        return HubRecipe(dataset_id, hub_env_spec(_MUJOCO_ENVS[parts[1]]))
+    raise ValueError(f"no hub recipe for {dataset_id!r}")
+
+
+def make_hub_lookalike(dataset_id: str, lengths: Sequence[int] = (6, 4), seed: int = 0) -> BuiltDataset:
+    """A local dataset under the hub id `dataset_id` with the hub's env spec, eval env spec and reference returns
+    (`hub_recipe`), holding `record_random_episodes(env_spec, lengths, seed)`. Observation and action spaces are
+    the env's (dict and nested-dict observations as the hub stores them)."""
+    recipe = hub_recipe(dataset_id)
+    env = gym.make(recipe.env_spec)
+    observation_space, action_space = env.observation_space, env.action_space
+    env.close()
+    episodes = record_random_episodes(recipe.env_spec, lengths, seed)
+    references = {}
+    if recipe.reference_returns is not None:
+        references = dict(zip(("ref_min_score", "ref_max_score"), recipe.reference_returns))
+    return write_dataset(dataset_id, episodes, observation_space, action_space, env=recipe.env_spec,
+                         eval_env=recipe.eval_env_spec, **references)
