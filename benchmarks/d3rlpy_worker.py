@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--dataset-id", default="")
     parser.add_argument("--compile-mode", default="default")  # passed to every worker; d3rlpy does not compile
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # lit_offrl-only options (--updates-per-step, --hidden) are ignored
 
     import d3rlpy
     import torch

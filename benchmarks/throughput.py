@@ -69,8 +69,9 @@ def timed_loop(step, updates: int, warmup: int, device: str) -> float:
     return (updates - warmup) / (time.perf_counter() - start)
 
 
-def plain_step(algo: str, data, device: str, batch_size: int):
-    """One update of `algo` written as plain PyTorch; returns the step function."""
+def plain_step(algo: str, data, device: str, batch_size: int, hidden: tuple[int, ...] | None = None):
+    """One update of `algo` written as plain PyTorch; returns the step function. `hidden` replaces the 2x256 hidden
+    layers of TD3+BC's and IQL's networks (the overhead-bound regime: e.g. 32 32)."""
     import math
 
     import torch
@@ -79,7 +80,9 @@ def plain_step(algo: str, data, device: str, batch_size: int):
     obs, action, reward, next_obs, terminal = data
     n, obs_dim, action_dim = obs.shape[0], obs.shape[1], action.shape[1]
 
-    def net(inp, out, hidden=(256, 256), last=None):
+    default_hidden = tuple(hidden or (256, 256))
+
+    def net(inp, out, hidden=default_hidden, last=None):
         layers, dims = [], [inp, *hidden]
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
@@ -241,13 +244,15 @@ def worker(args) -> dict:
     torch.manual_seed(0)
     from lit_offrl.data.datamodule import OfflineDataModule
 
-    dm = OfflineDataModule(args.dataset_id, batch_size=args.batch_size, eval_episodes=0)
-    dm.setup("fit")
     impl, algo = args.worker.split(":")
+    per_step = args.updates_per_step if impl == "lit-k" else 1
+    dm = OfflineDataModule(args.dataset_id, batch_size=args.batch_size, eval_episodes=0, updates_per_step=per_step)
+    dm.setup("fit")
     if impl == "plain":
         t = dm.transitions.to(args.device)
         data = (t.obs, t.action, t.reward, t.next_obs, t.terminal)
-        rate = timed_loop(plain_step(algo, data, args.device, args.batch_size), args.updates, args.warmup, args.device)
+        rate = timed_loop(plain_step(algo, data, args.device, args.batch_size, args.hidden), args.updates, args.warmup,
+                          args.device)
     else:
         import lightning as L
 
@@ -257,7 +262,7 @@ def worker(args) -> dict:
             start = None
 
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                if module._updates == args.warmup:
+                if module._updates == args.warmup:  # --warmup and --updates are multiples of updates_per_step
                     if module.device.type == "cuda":
                         torch.cuda.synchronize()
                     self.start = (time.perf_counter(), module._updates)
@@ -273,7 +278,8 @@ def worker(args) -> dict:
             from lit_offrl.callbacks import CompileNetworks
 
             callbacks.append(CompileNetworks(mode=args.compile_mode))
-        model = getattr(algos, algo)(dm.obs_dim, dm.action_dim, **LIT_KWARGS.get(algo, {}))
+        kwargs = {**LIT_KWARGS.get(algo, {}), **({"hidden_dims": tuple(args.hidden)} if args.hidden else {})}
+        model = getattr(algos, algo)(dm.obs_dim, dm.action_dim, **kwargs)
         trainer = L.Trainer(max_steps=args.updates, max_epochs=-1, accelerator="gpu" if args.device.startswith("cuda")
                             else "cpu", devices=args.ddp or 1, strategy="ddp" if args.ddp else "auto",
                             precision=args.precision, logger=False, enable_checkpointing=False,
@@ -361,6 +367,11 @@ def main() -> None:
     parser.add_argument("--load-only", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also lit_offrl with the CompileNetworks callback")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode for --compiled")
+    parser.add_argument("--updates-per-step", type=int, default=0,
+                        help="also lit_offrl with data.updates_per_step K (K minibatches, one gather, per training step)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None,
+                        help="hidden sizes of TD3BC's / IQL's networks in every column (default 256 256; the "
+                             "overhead-bound regime: 32 32 with --batch-size 32)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
@@ -387,15 +398,19 @@ def main() -> None:
     def common(algo: str) -> list[str]:
         # CQL's update is ~15x the work of TD3+BC's (3x256 critics on 30 sampled actions per state): fewer updates.
         scale = SLOW_ALGOS.get(algo, 1.0)
-        return ["--compile-mode", args.compile_mode, "--updates", str(int(args.updates * scale)),
-                "--warmup", str(int(args.warmup * scale)), "--batch-size", str(args.batch_size),
-                "--device", args.device, "--precision", args.precision, "--dataset-id", args.dataset_id]
+        multiple = max(args.updates_per_step, 1)  # the K column counts in steps of K updates
+        updates, warmup = (int(value * scale) // multiple * multiple for value in (args.updates, args.warmup))
+        return ["--compile-mode", args.compile_mode, "--updates", str(updates), "--warmup", str(warmup),
+                "--batch-size", str(args.batch_size), "--device", args.device, "--precision", args.precision,
+                "--dataset-id", args.dataset_id, "--updates-per-step", str(args.updates_per_step),
+                *(["--hidden", *map(str, args.hidden)] if args.hidden else [])]
 
     if not args.load_only:
         d3_python = None if args.no_d3rlpy or args.device.startswith("cuda") and not D3RLPY_VENV.exists() \
             else ensure_d3rlpy_venv()
         arrays = d3rlpy_arrays(args) if d3_python else None
-        impls = ["lit", "plain", *(["compiled"] if args.compiled else []), *(["d3rlpy"] if d3_python else [])]
+        impls = ["lit", *(["lit-k"] if args.updates_per_step > 1 else []), "plain",
+                 *(["compiled"] if args.compiled else []), *(["d3rlpy"] if d3_python and not args.hidden else [])]
         for algo in args.algos:
             runs: dict[str, list[dict]] = {impl: [] for impl in impls}
             for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every column
@@ -444,6 +459,9 @@ def main() -> None:
                              f"{rate[k]:.0f} ({row[k]['min']:.0f}-{row[k]['max']:.0f})") if k in rate else "-"
             print(f"| {algo} | {fmt('lit')} | {fmt('plain')} | {fmt('d3rlpy')} | {ratio('lit', 'plain')} | "
                   f"{ratio('lit', 'd3rlpy')} | {mem} |")
+            if rate.get("lit-k"):
+                print(f"| {algo} (updates_per_step {args.updates_per_step}) | {fmt('lit-k')} | | | "
+                      f"{ratio('lit-k', 'plain')} | | |")
             if rate.get("compiled"):
                 print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {fmt('compiled')} | | | "
                       f"{ratio('compiled', 'plain')} | | |")

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchmetrics import Metric
 
-from lit_offrl.errors import one_line
+from lit_offrl.errors import UserError, one_line
 
 
 @dataclass
@@ -48,6 +48,14 @@ class UpdateCheckpoint(ModelCheckpoint):
         self.every_n_updates = every_n_updates
         self._last_update_saved = -1
         self._stop_signal: int | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        per_step = int(getattr(getattr(trainer, "datamodule", None), "updates_per_step", 1))
+        if stage == "fit" and self.every_n_updates > 0 and self.every_n_updates % per_step:
+            raise UserError(f"the checkpoint interval of {self.every_n_updates} updates is not a multiple of "
+                            f"data.updates_per_step {per_step} (a training step runs {per_step} updates): pick a "
+                            f"multiple for every_n_updates or another updates_per_step.")
 
     # ---- preemption: SIGTERM / SIGINT / SLURM's requeue signal stop after the update in progress, with last.ckpt
     def on_train_start(self, trainer, pl_module) -> None:

@@ -414,6 +414,45 @@ def test_a_stream_resumed_at_consumed_k_continues_with_batch_k(k):
     assert_same_batches(resumed, uninterrupted[k:])
 
 
+@pytest.mark.parametrize("consumed", [0, 3])
+def test_grouped_streams_serve_the_ungrouped_batches_k_at_a_time(consumed):
+    """updates_per_step K: each item is K minibatches drawn with one gather, and they are exactly the K next
+    batches of the ungrouped stream (flat and sequence batches), from wherever the stream resumes."""
+    from lit_offrl.data.buffer import RandomSequenceStream
+
+    transitions = index_transitions()
+    state = SamplerState()
+    state.consumed = consumed
+    grouped = take(RandomBatchStream(transitions, 16, 2, 1, state, group=4), 2)
+    assert all(isinstance(item, list) and len(item) == 4 for item in grouped)
+    assert_same_batches([b for item in grouped for b in item], take(stream(transitions, 2, 1, consumed), 8))
+    assert grouped[0][1].obs.untyped_storage().data_ptr() == grouped[0][0].obs.untyped_storage().data_ptr()
+    plain = take(RandomSequenceStream(transitions, 5, 3, 2, 1, state), 6)
+    chunks = [b for item in take(RandomSequenceStream(transitions, 5, 3, 2, 1, state, group=3), 2) for b in item]
+    for expected, got in zip(plain, chunks, strict=True):
+        assert all(torch.equal(e, g) for e, g in zip(expected, got))
+
+
+def test_updates_per_step_must_divide_the_update_counts(tmp_path):
+    """max_steps, val_check_interval and the checkpoint interval count updates: a K that does not divide one of
+    them is one line naming both, before any update."""
+    from lit_offrl.callbacks import UpdateCheckpoint
+
+    make_box_dataset("test/box-v0", episodes=(5, 6))
+    for max_steps, interval, every, wrong in ((10, 8, 0, "trainer.max_steps 10"), (8, 6, 0, "val_check_interval 6"),
+                                              (8, 8, 6, "checkpoint interval of 6")):
+        dm = OfflineDataModule("test/box-v0", batch_size=4, eval_episodes=0, updates_per_step=4)
+        model = TD3BC(obs_dim=dm.obs_dim, action_dim=dm.action_dim, hidden_dims=(8,))
+        trainer = tiny_trainer(tmp_path, max_steps=max_steps)
+        trainer.val_check_interval = interval
+        trainer.callbacks.append(UpdateCheckpoint(every_n_updates=every, dirpath=tmp_path / "ckpt"))
+        with pytest.raises(UserError, match=wrong) as raised:
+            trainer.fit(model, datamodule=dm)
+        assert "updates_per_step 4" in str(raised.value) and int(model.num_updates) == 0
+    with pytest.raises(UserError, match="updates_per_step must be a positive"):
+        OfflineDataModule("test/box-v0", updates_per_step=0)
+
+
 def test_data_module_state_dict_carries_the_consumed_count():
     make_box_dataset("test/box-v0", episodes=(5, 6))
     dm = data_module("test/box-v0", batch_size=4, seed=7)

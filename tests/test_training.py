@@ -66,14 +66,16 @@ def assert_same_training_state(straight: dict, resumed: dict) -> None:
 
 def test_resume_matches_uninterrupted_run(maze_root, tmp_path):
     """A run stopped at update 60 and resumed with `--ckpt_path last` ends with exactly the parameters,
-    targets, optimizer states and sampler position of an uninterrupted 120-update run."""
+    targets, optimizer states and sampler position of an uninterrupted 120-update run; the resumed half runs 5
+    updates per training step (`--data.updates_per_step 5`, one gather of 5 minibatches), which changes nothing."""
     common = ["fit", "--model", "TD3BC", *FAST, "--data.eval_episodes", "0", "--checkpoint.every_n_updates", "30"]
     straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
     straight_dir.mkdir(), resumed_dir.mkdir()
     assert run_cli([*common, "--trainer.max_steps", "120"], maze_root, straight_dir).returncode == 0
     first = run_cli([*common, "--trainer.max_steps", "60"], maze_root, resumed_dir)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_cli([*common, "--trainer.max_steps", "120", "--ckpt_path", "last"], maze_root, resumed_dir)
+    second = run_cli([*common, "--trainer.max_steps", "120", "--ckpt_path", "last", "--data.updates_per_step", "5"],
+                     maze_root, resumed_dir)
     assert second.returncode == 0, second.stderr[-3000:]
     assert len(list(resumed_dir.glob("lightning_logs/*"))) == 1, "the resumed run must continue in its run folder"
     straight, resumed = load(last_checkpoint(straight_dir)), load(last_checkpoint(resumed_dir))
@@ -176,3 +178,32 @@ def test_ddp_two_processes_keep_ranks_identical(maze_root, tmp_path):
     assert not torch.equal(rank0["state"]["actor.net.0.weight"], rank0["initial_actor"]), "nothing was trained"
     assert int(rank0["state"]["num_updates"]) == 30
     assert rank0["val_return"] == rank1["val_return"], "evaluation must be aggregated across ranks"
+
+
+def test_updates_per_step_keeps_evaluations_and_logged_steps_on_the_update_count(maze_root, tmp_path, monkeypatch):
+    """With 4 updates per training step the evaluations still run after updates 8 and 16 (val_check_interval 8)
+    and every logger step is an update count, as with one update per step."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_offrl.algos import TD3BC
+    from lit_offrl.data.datamodule import OfflineDataModule
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
+    rows = {}
+    for per_step in (1, 4):
+        dm = OfflineDataModule(MAZE_ID, batch_size=32, eval_episodes=1, updates_per_step=per_step)
+        L.seed_everything(0, verbose=False)
+        model = TD3BC(dm.obs_dim, dm.action_dim, hidden_dims=(16,))
+        logger = CSVLogger(tmp_path, name=f"k{per_step}")
+        trainer = L.Trainer(max_steps=16, max_epochs=-1, val_check_interval=8, log_every_n_steps=4, logger=logger,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            accelerator="cpu", devices=1, num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        with open(logger.log_dir + "/metrics.csv") as file:
+            rows[per_step] = [(row["step"], row["val/return"], row["train/critic_loss"]) for row in csv.DictReader(file)]
+        assert int(model.num_updates) == 16
+    assert rows[1] == rows[4]
+    assert [step for step, val, _ in rows[4] if val] == ["7", "15"]

@@ -161,10 +161,30 @@ class OfflineRLModule(L.LightningModule):
                 trainer._lit_offrl_max_updates = trainer.max_steps
             self.max_updates = trainer._lit_offrl_max_updates
             trainer.fit_loop.epoch_loop.max_steps = -1
+            self._count_steps_in_updates(trainer, int(getattr(datamodule, "updates_per_step", 1)))
             if isinstance(trainer.strategy, DDPStrategy):
                 # Each loss touches only some parameters (the critic loss never reaches the actor), so DDP must
                 # look for unused parameters at every manual_backward; an explicit user choice is kept.
                 trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+
+    @staticmethod
+    def _count_steps_in_updates(trainer, per_step: int) -> None:
+        """With K updates per training step, an integer `val_check_interval` (updates) becomes Lightning's count of
+        training steps; max_steps and the interval must be multiples of K (a boundary check, before any update)."""
+        if not hasattr(trainer, "_lit_offrl_val_check_interval"):
+            trainer._lit_offrl_val_check_interval = trainer.val_check_interval
+        interval = trainer._lit_offrl_val_check_interval
+        if per_step == 1:
+            trainer.val_check_interval = interval
+            return
+        for name, value in (("trainer.max_steps", trainer._lit_offrl_max_updates),
+                            ("trainer.val_check_interval", interval if isinstance(interval, int) else None)):
+            if value is not None and value > 0 and value % per_step:
+                raise UserError(f"{name} {value} is not a multiple of data.updates_per_step {per_step}: both count "
+                                f"updates, and a training step runs {per_step}. Pick a multiple (e.g. "
+                                f"{-(-value // per_step) * per_step}) or another updates_per_step.")
+        if isinstance(interval, int):
+            trainer.val_check_interval = interval // per_step
 
     def on_train_start(self) -> None:
         self._updates = int(self.num_updates)
@@ -183,15 +203,20 @@ class OfflineRLModule(L.LightningModule):
         elif self.device.type != "cpu":
             torch.manual_seed(seed)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
-        self._seed_update()
-        metrics = self.update(batch)
-        self.num_updates += 1
-        self._updates += 1
-        self._track_nonfinite(metrics)
-        if self._updates % self.trainer.log_every_n_steps == 0:
-            self.check_finite()
-            self._log_train(metrics)
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
+        # A list: the data module's `updates_per_step` minibatches, one update each (the same updates as one per step).
+        minibatches = batch if isinstance(batch, list) else (batch,)
+        if len(minibatches) > 1:  # Lightning's logger step (batches that stepped, +1 after this) keeps counting updates
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(minibatches) - 1
+        for minibatch in minibatches:
+            self._seed_update()
+            metrics = self.update(minibatch)
+            self.num_updates += 1
+            self._updates += 1
+            self._track_nonfinite(metrics)
+            if self._updates % self.trainer.log_every_n_steps == 0:
+                self.check_finite()
+                self._log_train(metrics)
         if 0 < self.max_updates <= self._updates:
             self.trainer.should_stop = True
 

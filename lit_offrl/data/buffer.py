@@ -158,6 +158,12 @@ class Transitions:
                              self.terminal[index])
 
 
+def split_group(group: Batch | SequenceBatch, size: int) -> list:
+    """Cut a batch of `size` x B rows (one gather) into `size` batches of B rows: views, no copy."""
+    fields = [None if f is None else f.view(size, -1, *f.shape[1:]).unbind(0) for f in group]
+    return [type(group)(*(None if f is None else f[k] for f in fields)) for k in range(size)]
+
+
 def batch_seed(seed: int, rank: int, index: int) -> int:
     """A distinct 63-bit seed for batch `index` of rank `rank` in a run seeded with `seed`."""
     return ((seed * 1_000_003 + rank) * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9) % (2**63 - 1)
@@ -178,19 +184,25 @@ class RandomBatchStream(IterableDataset):
     far ahead the data loader prefetched before the checkpoint was written.
     """
 
-    def __init__(self, transitions: Transitions, batch_size: int, seed: int, rank: int, state: SamplerState):
+    def __init__(self, transitions: Transitions, batch_size: int, seed: int, rank: int, state: SamplerState,
+                 group: int = 1):
         self.transitions, self.batch_size, self.seed, self.rank, self.state = transitions, batch_size, seed, rank, state
+        self.group = group
         self.generator = torch.Generator()  # reseeded for every batch
 
     def indices(self, index: int) -> Tensor:
         self.generator.manual_seed(batch_seed(self.seed, self.rank, index))
         return torch.randint(len(self.transitions), (self.batch_size,), generator=self.generator)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch] | Iterator[list[Batch]]:
         index = self.state.consumed
         while True:
-            yield self.transitions.batch(self.indices(index))
-            index += 1
+            if self.group == 1:
+                yield self.transitions.batch(self.indices(index))
+            else:  # batches index .. index + group - 1, exactly as above, drawn with one gather
+                rows = torch.cat([self.indices(index + k) for k in range(self.group)])
+                yield split_group(self.transitions.batch(rows), self.group)
+            index += self.group
 
 
 class RandomSequenceStream(IterableDataset):
@@ -203,9 +215,9 @@ class RandomSequenceStream(IterableDataset):
     """
 
     def __init__(self, transitions: Transitions, batch_size: int, sequence_length: int, seed: int, rank: int,
-                 state: SamplerState):
+                 state: SamplerState, group: int = 1):
         self.transitions, self.batch_size, self.sequence_length = transitions, batch_size, sequence_length
-        self.seed, self.rank, self.state = seed, rank, state
+        self.seed, self.rank, self.state, self.group = seed, rank, state, group
         # Kept on the CPU, where the seeded generator draws; the gather itself runs where the transitions are.
         self.starts = transitions.sequence_starts(sequence_length).cpu()
         assert len(self.starts) > 0, f"no episode has {sequence_length} transitions"
@@ -216,8 +228,12 @@ class RandomSequenceStream(IterableDataset):
         self.generator.manual_seed(batch_seed(self.seed, self.rank, index))
         return self.starts[torch.randint(len(self.starts), (self.batch_size,), generator=self.generator)]
 
-    def __iter__(self) -> Iterator[SequenceBatch]:
+    def __iter__(self) -> Iterator[SequenceBatch] | Iterator[list[SequenceBatch]]:
         index = self.state.consumed
         while True:
-            yield self.transitions.sequences(self.indices(index), self.sequence_length)
-            index += 1
+            if self.group == 1:
+                yield self.transitions.sequences(self.indices(index), self.sequence_length)
+            else:
+                starts = torch.cat([self.indices(index + k) for k in range(self.group)])
+                yield split_group(self.transitions.sequences(starts, self.sequence_length), self.group)
+            index += self.group

@@ -76,6 +76,11 @@ class OfflineDataModule(L.LightningDataModule):
         sequence_length: 1 serves `Batch`es of single transitions; H > 1 serves `SequenceBatch`es of `batch_size`
             chunks of H consecutive transitions that never cross an episode end (for algorithms over action
             sequences, e.g. LatentEM with `model.horizon` H). At most the longest episode's length.
+        updates_per_step: K minibatches handed to each training step, drawn with one gather of K x batch_size
+            rows; the module runs one update per minibatch, so Lightning's per-step cost is paid once per K
+            updates. The minibatches and results are those of K = 1 (minibatch i is a function of the seed and i
+            alone); `--trainer.max_steps`, `val_check_interval` and checkpoint intervals still count updates and
+            must be multiples of K.
     """
 
     def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
@@ -83,10 +88,13 @@ class OfflineDataModule(L.LightningDataModule):
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
                  dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
                  eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1,
-                 ref_min_score: float | None = None, ref_max_score: float | None = None):
+                 ref_min_score: float | None = None, ref_max_score: float | None = None, updates_per_step: int = 1):
         super().__init__()
         if batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, got {batch_size}.")
+        if updates_per_step < 1:
+            raise UserError(f"data.updates_per_step must be a positive integer (minibatches, and updates, per "
+                            f"training step), got {updates_per_step}.")
         if sequence_length < 1:
             raise UserError(f"data.sequence_length must be a positive integer (1: single transitions, H > 1: "
                             f"chunks of H consecutive steps), got {sequence_length}.")
@@ -105,7 +113,7 @@ class OfflineDataModule(L.LightningDataModule):
                             f"({ref_min_score}): they are the returns that score 100 and 0.")
         self.save_hyperparameters()
         self.dataset_id, self.batch_size, self.seed = dataset_id, batch_size, seed
-        self.sequence_length = sequence_length
+        self.sequence_length, self.updates_per_step = sequence_length, updates_per_step
         self.dataset = minari_io.resolve(dataset_id)
         action_space = minari_io.box_action_space(self.dataset)  # fail before any data is loaded
         self.obs_dim = minari_io.observation_dim(self.dataset.observation_space)
@@ -220,21 +228,23 @@ class OfflineDataModule(L.LightningDataModule):
             self.transitions = self.transitions.to(self.trainer.strategy.root_device)
         if self.sequence_length > 1:
             stream = RandomSequenceStream(self.transitions, self.batch_size, self.sequence_length, self.seed, rank,
-                                          self.sampler_state)
+                                          self.sampler_state, group=self.updates_per_step)
         else:
-            stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state)
+            stream = RandomBatchStream(self.transitions, self.batch_size, self.seed, rank, self.sampler_state,
+                                       group=self.updates_per_step)
         return DataLoader(stream, batch_size=None, num_workers=0)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Called only for the batch the training step is about to use (after any prefetching), so this counts
         # consumed batches: the number a resumed run must skip.
         if self.trainer is not None and self.trainer.training:
-            self.sampler_state.consumed += 1
+            self.sampler_state.consumed += len(batch) if isinstance(batch, list) else 1
         return batch
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Training batches sampled on the device already need no traversal (Lightning's walks every field).
-        if isinstance(batch, (Batch, SequenceBatch)) and batch.obs.device == device:
+        first = batch[0] if isinstance(batch, list) and batch else batch
+        if isinstance(first, (Batch, SequenceBatch)) and first.obs.device == device:
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 

@@ -197,7 +197,7 @@ class OnlineDataModule(OfflineDataModule):
         self.save_hyperparameters()
         self.env_id, self.offline_dataset_id = env_id, offline_dataset_id
         self.batch_size, self.seed, self.num_envs = batch_size, seed, num_envs
-        self.sequence_length = 1
+        self.sequence_length, self.updates_per_step = 1, 1  # the env is stepped between updates
 
         # Offline data for fine-tuning: loaded by an OfflineDataModule (same normalization, same checks).
         self.offline = None
