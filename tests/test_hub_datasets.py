@@ -33,7 +33,8 @@ RUNS_TO_TIME_LIMIT = ("D4RL/antmaze/", "D4RL/pen/", "D4RL/door/", "D4RL/hammer/"
 # The hub's kitchen datasets store no reference returns, so a user gives them (--data.ref_min_score /
 # --data.ref_max_score) to get a normalized score. D4RL's (0 and 4, d4rl/infos.py) do not fit the hub's env: made with
 # remove_task_when_completed=False, it rewards every completed task on every step, so 0 and the largest return
-# (4 tasks on each of 280 steps) are given here; D4RL's kitchen score is 25 x val/tasks_completed.
+# (4 tasks on each of 280 steps) are given here; without them lit_offrl logs D4RL's kitchen score, 25 x
+# val/tasks_completed (test_kitchen_lookalike_is_scored_by_d4rls_task_count).
 KITCHEN_GIVEN_REFERENCES = (0.0, 4.0 * 280)
 UPDATES = 4
 
@@ -174,10 +175,25 @@ def test_antmaze_evaluates_on_the_d4rl_goal_not_the_data_goal(hub):
             env.close()
 
 
-def test_kitchen_lookalike_has_no_reference_returns_of_its_own(hub):
+def test_kitchen_lookalike_is_scored_by_d4rls_task_count(hub, caplog):
+    """The hub's kitchen data has no reference returns: val/normalized_score is D4RL's kitchen score, 100 x the
+    sub-tasks completed / 4, said once; given reference returns score the return instead."""
+    import logging
+
+    import torch
+
     dm = OfflineDataModule("D4RL/kitchen/complete-v2", batch_size=8, eval_episodes=1)
     assert (dm.ref_min_score, dm.ref_max_score, dm.reference_source) == (None, None, "none")
-    assert dm.normalized_score(np.zeros(1)) is None
+    with caplog.at_level(logging.INFO):
+        dm.setup("validate")
+    assert dm.eval_task_count == 4 and dm.scores_by_tasks and dm.has_normalized_score
+    returns, tasks = torch.tensor([0.0, 300.0, 900.0]), torch.tensor([0.0, 2.0, 4.0])
+    torch.testing.assert_close(dm.normalized_score(returns, tasks), torch.tensor([0.0, 50.0, 100.0]))
+    assert dm.normalized_score(returns) is None  # no task counts, no score
+    assert sum("D4RL's kitchen score" in r.getMessage() for r in caplog.records) == 1
+    given = data_module("D4RL/kitchen/complete-v2")
+    given.setup("validate")
+    torch.testing.assert_close(given.normalized_score(returns, tasks), 100 * returns / KITCHEN_GIVEN_REFERENCES[1])
     env = dm.make_eval_env()
     try:
         obs, _ = env.reset(seed=0)

@@ -303,7 +303,9 @@ class OfflineRLModule(L.LightningModule):
             returns.update(returns_t)
             if lengths is not None:
                 lengths.update(torch.as_tensor(outcomes.lengths, dtype=torch.float32, device=self.device))
-            score = datamodule.normalized_score(returns_t)
+            tasks_t = (torch.as_tensor(outcomes.tasks_completed, dtype=torch.float32, device=self.device)
+                       if outcomes.tasks_completed is not None else None)
+            score = datamodule.normalized_score(returns_t, tasks_t)
             if score is not None:
                 scores.update(score)
             for metric, values in ((successes, outcomes.success), (tasks, outcomes.tasks_completed)):
@@ -313,7 +315,8 @@ class OfflineRLModule(L.LightningModule):
         self.log(f"{prefix}return", returns, on_step=False, on_epoch=True)
         if lengths is not None:
             self.log(f"{prefix}episode_length", lengths, on_step=False, on_epoch=True)
-        if datamodule.ref_max_score is not None and datamodule.ref_min_score is not None:
+        if getattr(datamodule, "has_normalized_score", datamodule.ref_max_score is not None
+                   and datamodule.ref_min_score is not None):
             self.log(f"{prefix}normalized_score", scores, on_step=False, on_epoch=True, prog_bar=prog_bar)
         if successes is not None:
             self.log(f"{prefix}success_rate", successes, on_step=False, on_epoch=True)

@@ -135,6 +135,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.sampler_state = SamplerState()
         self._eval_env_checked = False
         self.eval_info_keys: frozenset[str] | None = None  # keys of the eval env's infos, see check_eval_env
+        self.eval_task_count: int | None = None  # sub-tasks of an evaluation episode (FrankaKitchen), ditto
         self._reference_noted = False
 
     # ----------------------------------------------------------------------------------------------- setup
@@ -291,6 +292,10 @@ class OfflineDataModule(L.LightningDataModule):
             except Exception as exc:
                 raise DatasetError(self._eval_env_failure(exc, "made" if env is None else "reset")) from None
             keys = set(info)
+            # FrankaKitchen lists the episode's sub-tasks at reset: D4RL's kitchen score counts them (see
+            # normalized_score).
+            tasks = info.get("tasks_to_complete") if isinstance(info, dict) else None
+            self.eval_task_count = len(tasks) if isinstance(tasks, (list, tuple, set)) and tasks else None
             try:  # one step more: some envs report `success` only in step infos
                 env.action_space.seed(int(self.hparams.eval_seed))
                 keys |= set(env.step(env.action_space.sample())[4])
@@ -322,6 +327,12 @@ class OfflineDataModule(L.LightningDataModule):
                 f"D4RL's returns come from the mujoco-py v3 envs (same task, not identical simulation), so scores "
                 f"compare closely but not exactly with D4RL papers; --data.ref_min_score / --data.ref_max_score "
                 f"set others.")
+        elif self.scores_by_tasks:
+            rank_zero_info(
+                f"lit_offrl: '{dataset_id}' has no reference returns; val/normalized_score is D4RL's kitchen score, "
+                f"100 x the sub-tasks completed in an episode / {self.eval_task_count} (d4rl ref_min 0, ref_max 4 "
+                f"over one reward per completed task; Minari's FrankaKitchen-v1 rewards every step a task stays done, "
+                f"so its return is not that count). --data.ref_min_score / --data.ref_max_score score returns instead.")
         elif self.ref_min_score is None or self.ref_max_score is None:
             rank_zero_info(
                 f"lit_offrl: no val/normalized_score is logged: '{dataset_id}' has no reference returns "
@@ -366,8 +377,27 @@ class OfflineDataModule(L.LightningDataModule):
     def observation_space(self) -> gym.Space:
         return self.dataset.observation_space
 
-    def normalized_score(self, returns: torch.Tensor) -> torch.Tensor | None:
-        """D4RL normalized score x100 from the dataset's reference returns, or None when it has none."""
-        if self.ref_min_score is None or self.ref_max_score is None or self.ref_max_score == self.ref_min_score:
-            return None
-        return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+    @property
+    def scores_by_tasks(self) -> bool:
+        """No reference returns, and an evaluation env with a list of sub-tasks (FrankaKitchen): scored by tasks."""
+        return (self.ref_min_score is None or self.ref_max_score is None) and bool(getattr(self, "eval_task_count",
+                                                                                            None))
+
+    @property
+    def has_normalized_score(self) -> bool:
+        """Whether evaluation logs `val/normalized_score` (reference returns, or sub-tasks to count)."""
+        refs = self.ref_min_score is not None and self.ref_max_score is not None and self.ref_max_score != \
+            self.ref_min_score
+        return refs or self.scores_by_tasks
+
+    def normalized_score(self, returns: torch.Tensor, tasks_completed: torch.Tensor | None = None
+                         ) -> torch.Tensor | None:
+        """D4RL normalized score x100 from the dataset's reference returns; without them, for an env with sub-tasks
+        (FrankaKitchen), D4RL's kitchen score 100 x tasks completed / tasks (`tasks_completed` per episode, as
+        `val/tasks_completed`); else None."""
+        if self.ref_min_score is not None and self.ref_max_score is not None and \
+                self.ref_max_score != self.ref_min_score:
+            return 100.0 * (returns - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+        if self.scores_by_tasks and tasks_completed is not None:
+            return 100.0 * tasks_completed.to(returns) / self.eval_task_count
+        return None
