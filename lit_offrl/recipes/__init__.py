@@ -10,6 +10,9 @@ PointMaze ids (see `lit_offrl.recipes.pointmaze`): `lit-offrl/pointmaze/{umaze,m
 (goal-conditioned labels, Minari D4RL/pointmaze) and `lit-offrl/maze2d/{umaze,medium,large}[-dense]-v0` (the
 same trajectories relabeled to the evaluation goal, D4RL maze2d).
 
+Kitchen ids (see `lit_offrl.recipes.kitchen`): `lit-offrl/kitchen/{complete,partial,mixed}-v0` (D4RL kitchen on
+FrankaKitchen-v1, a scripted inverse-kinematics demonstrator in place of the teleoperation logs).
+
 Locomotion ids (see `lit_offrl.recipes.locomotion`): `lit-offrl/{hopper,halfcheetah,walker2d}/{random,medium,
 medium-replay,expert,medium-expert}-v0` (D4RL's MuJoCo datasets on the v5 envs, from one online SAC run per env,
 cached so every level after the first is only rolled out).
@@ -48,3 +51,8 @@ for _env, _env_id in ENVS.items():
         _id = f"lit-offrl/{_env}/{_level}-v0"
         register(_id, partial(make_locomotion_dataset, _id, env=_env, level=_level),
                  f"{_env_id} {_level}: {_LEVEL_LABELS[_level]} (D4RL {_env}-{_level})")
+
+# FrankaKitchen (lit_offrl.recipes.kitchen): lit-offrl/kitchen/{complete,partial,mixed}-v0, a scripted IK demonstrator.
+from lit_offrl.recipes import kitchen as _kitchen  # noqa: E402
+
+_kitchen.register()
