@@ -30,8 +30,23 @@ RUNS = REPO / "benchmarks" / "runs"
 CONFIG_DIRS = {"TD3BC": "td3bc", "LatentEM": "latent_em", "ReBRAC": "rebrac"}
 
 
+ADROIT_TASKS = ("pen", "door", "hammer", "relocate")
+
+
+def family_of(dataset_id: str) -> str:
+    """The config family of a dataset id: pointmaze (maze2d too), antmaze, adroit, kitchen or locomotion."""
+    parts = dataset_id.split("/")
+    if "maze2d" in dataset_id or "pointmaze" in dataset_id:
+        return "pointmaze"
+    if "antmaze" in dataset_id:
+        return "antmaze"
+    if "kitchen" in dataset_id:
+        return "kitchen"
+    return "adroit" if len(parts) > 1 and parts[1] in ADROIT_TASKS else "locomotion"
+
+
 def config_for(algo: str, dataset_id: str) -> Path:
-    family = "pointmaze" if ("maze2d" in dataset_id or "pointmaze" in dataset_id) else "locomotion"
+    family = family_of(dataset_id)
     path = REPO / "configs" / CONFIG_DIRS.get(algo, algo.lower()) / f"{family}.yaml"
     if not path.exists():
         sys.exit(f"no config {path.relative_to(REPO)} for {algo} on {dataset_id}")
@@ -86,7 +101,7 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
         import shutil
 
         shutil.rmtree(RUNS / name)
-    threads = max(1, (os.cpu_count() or 2) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(config_for(algo, dataset_id)),
            "--data.dataset_id", dataset_id, "--data.seed", str(seed), "--data.eval_episodes", str(args.eval_episodes),
@@ -114,6 +129,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per fit (default: the CPUs / --jobs)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--label", default=None, help="one algorithm run with other settings (the extra arguments): "
                         "its name in run folders and tables, letters and digits (e.g. IQLconstlr)")
