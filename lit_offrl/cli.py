@@ -442,6 +442,7 @@ def load_weights(model: OfflineRLModule, path: str) -> None:
         if name in saved and int(saved[name]) != getattr(model, name):
             raise UserError(f"--finetune_from {path}: the checkpoint was trained with {name}={saved[name]} but this "
                             f"environment has {name}={getattr(model, name)}.")
+    model.on_load_checkpoint(checkpoint)  # the algorithm's own upgrades of older checkpoints (e.g. CQL's log-std)
     state = {k: v for k, v in checkpoint["state_dict"].items() if k != "num_updates"}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -12,7 +12,8 @@ the file (no critics unless the action needs them, no target networks).
 
 Per algorithm:
 * BC, TD3, TD3BC, ReBRAC, SAC, CQL, IQL, AWAC, BRAC, PLAS, LAPO: exported as they act (the policy's mean, or
-  the deterministic decoded latent); the file equals `model.act(obs)` to float rounding.
+  the deterministic decoded latent; an IQL policy trained with `actor_dropout` acts, and is exported, without
+  dropout); the file equals `model.act(obs)` to float rounding.
 * BCQ: its deterministic action is still a best-of-N over latents drawn from the VAE prior at every call. The
   export fixes that noise as a constant: one set of `num_act_samples` latents, drawn by the VAE's own prior
   (N(0, I) clipped) from `--seed` (default 0), used for every state and every call. The file equals
@@ -476,6 +477,7 @@ def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: {cls.__name__} cannot be built from the checkpoint's hyperparameters "
                         f"({one_line(exc, 300, empty=type(exc).__name__)}).") from None
+    model.on_load_checkpoint(checkpoint)  # as Lightning loads it: the model may upgrade an older checkpoint (CQL)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches

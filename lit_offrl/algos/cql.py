@@ -9,8 +9,13 @@ Critic target (CORL defaults: no entropy term in the backup, one next action):
      `cql_n_actions` samples a'_k of min_i Q'_i(s', a'_k) instead of one sample)
 Conservative penalty of critic i, importance-sampled log-sum-exp over 3n actions per state (n = `cql_n_actions`):
     a_j ~ U[-1, 1]^|A|  (density 0.5^|A|),   a_j ~ pi(.|s),   a_j ~ pi(.|s')   (n each, no gradient)
-    Delta_i = E_{s,a~D} [ T log sum_{j=1}^{3n} exp( (Q_i(s, a_j) - log p_j(a_j)) / T ) - Q_i(s, a) ]
-with p_j the density the sample a_j was drawn from and T = `cql_temp` (1).
+    Delta_i = E_{s,a~D} clip( T log sum_{j=1}^{3n} exp( (Q_i(s, a_j) - log p_j(a_j)) / T ) - Q_i(s, a),  c_min, c_max )
+with p_j the density the sample a_j was drawn from and T = `cql_temp` (1). The clip bounds are `cql_clip_diff_min`,
+`cql_clip_diff_max` (default -inf, inf: no clip), CORL's options of the same names, which clip each state's
+difference before the mean (CORL AntMaze: c_min = -200). Without importance sampling (`cql_importance_sample`
+false, CORL's and Cal-QL's `cql_importance_sample` False), the soft maximum is a plain log-sum-exp over the same
+3n sampled actions and the dataset action, as both write it (the log-densities are not subtracted):
+    Delta_i = E_{s,a~D} clip( T log [ exp(Q_i(s, a) / T) + sum_{j=1}^{3n} exp(Q_i(s, a_j) / T) ] - Q_i(s, a), c_min, c_max )
 Critic loss:
     L(Q) = sum_i [ E_D (Q_i(s, a) - y)^2 + alpha_cql Delta_i ]                       (fixed weight)
     L(Q) = sum_i [ E_D (Q_i(s, a) - y)^2 + alpha' alpha_cql (Delta_i - tau_gap) ]     (Lagrange, `cql_lagrange`)
@@ -21,19 +26,25 @@ Actor and temperature are SAC's:
 
 Defaults are CORL cql's (locomotion): 3x256 actor and critics with orthogonal critic init, policy lr 3e-5
 (1e-4 on AntMaze), Q lr 3e-4, temperature lr = policy lr, batch 256, alpha_cql 10, n = 10, importance
-sampling, automatic entropy tuning from alpha 1, no entropy in the backup, tau 0.005, gamma 0.99. CORL's
-maze2d configs use the Lagrange form with tau_gap 5; its AntMaze configs tau_gap 0.8.
+sampling, no clip of the penalty difference, automatic entropy tuning from alpha 1, no entropy in the backup,
+tau 0.005, gamma 0.99. CORL's maze2d configs use the Lagrange form with tau_gap 5; its AntMaze configs tau_gap 0.8.
+`critic_hidden_dims` sizes the critics apart from the actor (None: `hidden_dims` for both): CORL's
+`q_n_hidden_layers` (AntMaze: 5x256 critics, the actor stays 3x256).
 
 The policy's std is CORL's (algorithms/offline/cql.py, TanhGaussianPolicy): the network's raw log-std output goes
 through log sigma = m raw + b with learnable scalars m, b (starting at 1 and -1, trained by the policy optimizer),
 then the clamp to [-20, 2], so the initial policy has sigma about exp(-1) = 0.37, not SAC's sigma about 1
-(`log_std_affine`; false gives SAC's log sigma = raw, which lit_offrl's CQL used before issue 16).
+(`log_std_affine`; false gives SAC's log sigma = raw, which lit_offrl's CQL used before issue 16). A checkpoint
+written before that, without the two scalars, loads with m = 1, b = 0, which is its log sigma = raw exactly.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
 import torch
 from torch import Tensor, nn
 
@@ -48,6 +59,8 @@ class CQL(SAC):
     `orthogonal_init` is CORL's initialization: orthogonal critic layers (gain sqrt 2, output layer 1e-2, zero
     biases) and a near-zero policy output layer; off, the networks keep PyTorch's default initialization.
     `log_std_affine` is CORL's learnable log sigma = m raw + b (m = 1, b = -1 at the start).
+    `cql_clip_diff_min` / `cql_clip_diff_max`, `cql_importance_sample` and `critic_hidden_dims` are CORL's
+    options of those names (the last one standing for `q_n_hidden_layers`); see the module docstring.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, cql_alpha: float = 10.0, cql_n_actions: int = 10,
@@ -57,9 +70,15 @@ class CQL(SAC):
                  critic_lr: float = 3e-4, alpha_lr: float = 3e-5, initial_alpha: float = 1.0, auto_alpha: bool = True,
                  target_entropy: float | None = None, num_critics: int = 2,
                  hidden_dims: tuple[int, ...] = (256, 256, 256), orthogonal_init: bool = True,
-                 log_std_affine: bool = True):
+                 log_std_affine: bool = True, cql_clip_diff_min: float = -math.inf,
+                 cql_clip_diff_max: float = math.inf, cql_importance_sample: bool = True,
+                 critic_hidden_dims: tuple[int, ...] | None = None):
+        if not cql_clip_diff_min <= cql_clip_diff_max:
+            raise ValueError(f"model.cql_clip_diff_min ({cql_clip_diff_min}) must not exceed model.cql_clip_diff_max "
+                             f"({cql_clip_diff_max})")
         # Read by make_critic, which SAC.__init__ calls.
         self.orthogonal_init = orthogonal_init
+        self.critic_hidden_dims = tuple(hidden_dims if critic_hidden_dims is None else critic_hidden_dims)
         super().__init__(obs_dim, action_dim, gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr,
                          alpha_lr=alpha_lr, initial_alpha=initial_alpha, auto_alpha=auto_alpha,
                          target_entropy=target_entropy, num_critics=num_critics, hidden_dims=hidden_dims)
@@ -67,6 +86,8 @@ class CQL(SAC):
         self.cql_lagrange, self.cql_target_action_gap = cql_lagrange, cql_target_action_gap
         self.alpha_prime_lr = alpha_prime_lr
         self.cql_max_target_backup, self.backup_entropy = cql_max_target_backup, backup_entropy
+        self.cql_clip_diff_min, self.cql_clip_diff_max = float(cql_clip_diff_min), float(cql_clip_diff_max)
+        self.cql_importance_sample = cql_importance_sample
         if orthogonal_init:
             # CORL: the policy's output layer starts near zero (Xavier, gain 1e-2): the initial policy is about
             # tanh(N(0, sigma^2)) in every state (sigma = e^-1 with log_std_affine, 1 without), so Q is first fitted
@@ -81,7 +102,7 @@ class CQL(SAC):
         self.log_alpha_prime = nn.Parameter(torch.tensor(float(initial_alpha_prime)).log(), requires_grad=cql_lagrange)
 
     def make_critic(self) -> nn.Module:
-        critic = EnsembleCritic(self.obs_dim, self.action_dim, self.num_critics, self.hidden_dims)
+        critic = EnsembleCritic(self.obs_dim, self.action_dim, self.num_critics, self.critic_hidden_dims)
         if self.orthogonal_init:
             # CORL's init: orthogonal hidden layers (gain sqrt 2), output layer gain 1e-2, zero biases.
             layers = [m for m in critic.modules() if isinstance(m, VectorizedLinear)]
@@ -119,10 +140,11 @@ class CQL(SAC):
             return batch.reward + self.gamma * (1.0 - batch.terminal) * next_q
 
     def conservative_gap(self, batch: Batch, q_data: Tensor) -> Tensor:
-        """Delta_i = E_s [T logsumexp_j ((Q_i(s, a_j) - log p_j) / T) - Q_i(s, a)] for each critic i: shape (E,).
+        """Delta_i = E_s clip(T logsumexp_j ((Q_i(s, a_j) - log p_j) / T) - Q_i(s, a), c_min, c_max) for each critic
+        i: shape (E,); without importance sampling the log-sum-exp is over Q_i(s, a_j) and Q_i(s, a), no densities.
 
         `q_data` is Q_i(s, a) on the batch's actions, (E, B). The 3n actions per state are drawn in the order
-        uniform, pi(.|s), pi(.|s') (n each) from the default generator.
+        uniform, pi(.|s), pi(.|s') (n each) from the default generator, with or without importance sampling.
         """
         size, action_dim = batch.action.shape
         n = self.cql_n_actions
@@ -137,8 +159,13 @@ class CQL(SAC):
                                      next_log_prob.view(size, n)], dim=1)
         q = self.critic(batch.obs.repeat_interleave(3 * n, 0), action.view(size * 3 * n, action_dim))
         q = q.view(q.shape[0], size, 3 * n)
-        soft_max_q = self.cql_temp * torch.logsumexp((q - log_density) / self.cql_temp, dim=-1)
-        return (soft_max_q - q_data).mean(1)
+        if self.cql_importance_sample:
+            logits = q - log_density
+        else:
+            logits = torch.cat([q, q_data.unsqueeze(-1)], dim=-1)
+        soft_max_q = self.cql_temp * torch.logsumexp(logits / self.cql_temp, dim=-1)
+        # Infinite bounds (the default) leave every difference as it is.
+        return (soft_max_q - q_data).clamp(self.cql_clip_diff_min, self.cql_clip_diff_max).mean(1)
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """sum_i E (Q_i(s, a) - y)^2 + alpha_cql Delta_i, the penalty weighted by alpha' with the Lagrange form."""
@@ -167,3 +194,28 @@ class CQL(SAC):
             self.optimize(alpha_prime_loss, self.optimizers()[3])
             metrics.update(alpha_prime_loss=alpha_prime_loss.detach(), alpha_prime=self.alpha_prime)
         return metrics
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict")
+        keys = ("actor.log_std_multiplier", "actor.log_std_offset")
+        if self.actor.log_std_multiplier is None or state is None or any(key in state for key in keys):
+            return
+        # Written before the learnable log-std scalars (issue 16): that policy's log sigma = raw is m = 1, b = 0.
+        state[keys[0]], state[keys[1]] = torch.tensor(1.0), torch.tensor(0.0)
+        optimizer_states = checkpoint.get("optimizer_states")
+        if optimizer_states:
+            self._add_log_std_scalars_to_actor_optimizer(optimizer_states[0])
+        if rank_zero_only.rank == 0:
+            print("lit_offrl: note: the checkpoint's CQL policy has no log_std_multiplier / log_std_offset (written "
+                  "before they were added); loading it with m = 1, b = 0, which reproduces its log sigma = raw "
+                  "exactly (m and b are trained from there if the run continues)", file=sys.stderr)
+
+    def _add_log_std_scalars_to_actor_optimizer(self, actor_state: dict[str, Any]) -> None:
+        """Make an old actor optimizer's state fit the actor with m and b: they come first in
+        `actor.parameters()`, so the saved parameters' indices move up by two; m and b start with no Adam state."""
+        params = actor_state["param_groups"][0]["params"]
+        if len(params) != sum(1 for _ in self.actor.parameters()) - 2:
+            return  # not the old actor's optimizer: leave it for Lightning to report
+        actor_state["state"] = {index + 2: value for index, value in actor_state["state"].items()}
+        actor_state["param_groups"][0]["params"] = [0, 1, *(index + 2 for index in params)]

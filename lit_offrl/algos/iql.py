@@ -11,6 +11,13 @@ Policy, advantage-weighted regression:
 Defaults from the paper / CORL iql (locomotion): 2x256 networks, Adam 3e-4 with cosine decay of the actor
 learning rate over the run, batch 256, expectile tau 0.7, beta 3.0, weights clipped at 100, Polyak 0.005,
 gamma 0.99, Gaussian policy with state-independent std. AntMaze: expectile 0.9, beta 10, reward - 1.
+
+`actor_dropout` p (default None, no dropout) is CORL iql's `actor_dropout` (algorithms/offline/iql.py, MLP) and the
+official code's `dropout_rate` (ikostrikov/implicit_q_learning common.py MLP, passed to the policy only):
+Dropout(p) after each hidden activation of the policy network, active in the policy loss above (train mode) and
+never when acting (`act`, evaluation, export), as both references act. Their Adroit (CORL
+configs/offline/iql/{pen,door,hammer,relocate}/*_v1.yaml) and Kitchen (official configs/kitchen_config.py)
+settings use p = 0.1.
 """
 
 from __future__ import annotations
@@ -33,22 +40,26 @@ def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
 
 
 class IQL(OfflineRLModule):
-    """Implicit Q-learning: expectile value, SARSA critics, advantage-weighted policy extraction."""
+    """Implicit Q-learning: expectile value, SARSA critics, advantage-weighted policy extraction; optionally dropout
+    in the policy network while it is trained (`actor_dropout`)."""
 
     def __init__(self, obs_dim: int, action_dim: int, expectile: float = 0.7, beta: float = 3.0,
                  max_weight: float = 100.0, gamma: float = 0.99, tau: float = 0.005, actor_lr: float = 3e-4,
                  critic_lr: float = 3e-4, value_lr: float = 3e-4, policy: Literal["gaussian", "deterministic"] = "gaussian",
-                 actor_cosine_decay: bool = True, hidden_dims: tuple[int, ...] = (256, 256)):
+                 actor_cosine_decay: bool = True, hidden_dims: tuple[int, ...] = (256, 256),
+                 actor_dropout: float | None = None):
         super().__init__(obs_dim, action_dim)
         self.save_hyperparameters()
         # Attributes, not self.hparams: a subclass with its own signature hides these from hparams.
         self.expectile, self.beta, self.max_weight, self.gamma, self.tau = expectile, beta, max_weight, gamma, tau
         self.actor_lr, self.critic_lr, self.value_lr = actor_lr, critic_lr, value_lr
-        self.policy, self.actor_cosine_decay = policy, actor_cosine_decay
+        self.policy, self.actor_cosine_decay, self.actor_dropout = policy, actor_cosine_decay, actor_dropout
+        if actor_dropout is not None and not 0.0 <= actor_dropout < 1.0:
+            raise ValueError(f"model.actor_dropout must be in [0, 1) (or null for none), got {actor_dropout!r}")
         if policy == "gaussian":
-            self.actor = GaussianActor(obs_dim, action_dim, hidden_dims)
+            self.actor = GaussianActor(obs_dim, action_dim, hidden_dims, dropout=actor_dropout)
         elif policy == "deterministic":
-            self.actor = DeterministicActor(obs_dim, action_dim, hidden_dims)
+            self.actor = DeterministicActor(obs_dim, action_dim, hidden_dims, dropout=actor_dropout)
         else:
             raise ValueError(f"model.policy must be 'gaussian' or 'deterministic', got {policy!r}")
         self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=2, hidden_dims=hidden_dims)

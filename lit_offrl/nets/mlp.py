@@ -11,11 +11,13 @@ from torch import Tensor, nn
 
 def mlp(in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU,
         layer_norm: bool = False, output_activation: nn.Module | None = None,
-        norm_after_activation: bool = False) -> nn.Sequential:
+        norm_after_activation: bool = False, dropout: float | None = None) -> nn.Sequential:
     """A plain MLP: Linear (-> LayerNorm) -> activation for each hidden layer, then a Linear output layer.
 
     `norm_after_activation` puts each LayerNorm after the activation instead (Linear -> activation -> LayerNorm,
     the order of ReBRAC's reference code); the parameters and their initialization are the same either way.
+    `dropout` p adds an `nn.Dropout(p)` at the end of each hidden layer (Linear -> activation -> Dropout, the
+    order of CORL's and the official IQL's MLPs); None adds none, so the layers and state dict are the plain ones.
     """
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden_dims]
@@ -23,6 +25,8 @@ def mlp(in_dim: int, out_dim: int, hidden_dims: Sequence[int] = (256, 256), acti
         layers.append(nn.Linear(d_in, d_out))
         layers.extend(_normalized_activation(activation(), nn.LayerNorm(d_out) if layer_norm else None,
                                              norm_after_activation))
+        if dropout is not None:
+            layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(dims[-1], out_dim))
     if output_activation is not None:
         layers.append(output_activation)
@@ -89,6 +93,15 @@ def vectorized_mlp(in_dim: int, out_dim: int, ensemble_size: int, hidden_dims: S
                                              else None, norm_after_activation))
     layers.append(VectorizedLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
+
+
+def without_dropout(net: nn.Sequential, x: Tensor) -> Tensor:
+    """`net(x)` with every `nn.Dropout` layer skipped, whatever the module's train/eval mode: the network a policy
+    acts with (CORL's and the official IQL's policies act without dropout)."""
+    for layer in net:
+        if not isinstance(layer, nn.Dropout):
+            x = layer(x)
+    return x
 
 
 def _normalized_activation(activation: nn.Module, norm: nn.Module | None, after: bool) -> list[nn.Module]:

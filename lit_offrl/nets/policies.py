@@ -17,51 +17,55 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
-from lit_offrl.nets.mlp import mlp
+from lit_offrl.nets.mlp import mlp, without_dropout
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(f(s)): the TD3 / TD3+BC / deterministic-BC policy (`layer_norm`, `norm_after_activation` as in
-    `mlp`; off by default)."""
+    """a = tanh(f(s)): the TD3 / TD3+BC / deterministic-BC policy (`layer_norm`, `norm_after_activation`, `dropout`
+    as in `mlp`; off by default). `forward` applies dropout in train mode; `act` never does."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
-                 layer_norm: bool = False, norm_after_activation: bool = False):
+                 layer_norm: bool = False, norm_after_activation: bool = False, dropout: float | None = None):
         super().__init__()
         self.net = mlp(obs_dim, action_dim, hidden_dims, layer_norm=layer_norm, output_activation=nn.Tanh(),
-                       norm_after_activation=norm_after_activation)
+                       norm_after_activation=norm_after_activation, dropout=dropout)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self(obs)
+        return without_dropout(self.net, obs)
 
 
 class GaussianActor(nn.Module):
     """pi(a|s) = N(tanh(f(s)), diag(exp(log_std))) with a state-independent log std (IQL's policy).
 
     The mean is squashed, the sample is not (clipped to [-1, 1] when acting), so log pi(a|s) of a dataset
-    action is an ordinary Gaussian log-density.
+    action is an ordinary Gaussian log-density. `dropout` (as in `mlp`; off by default) acts in `forward` and
+    `log_prob` in train mode; `act` never applies it.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int] = (256, 256),
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, dropout: float | None = None):
         super().__init__()
-        self.net = mlp(obs_dim, action_dim, hidden_dims, output_activation=nn.Tanh())
+        self.net = mlp(obs_dim, action_dim, hidden_dims, output_activation=nn.Tanh(), dropout=dropout)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def forward(self, obs: Tensor) -> Normal:
+        return self._distribution(self.net(obs))
+
+    def _distribution(self, mean: Tensor) -> Normal:
         std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
-        return Normal(self.net(obs), std, validate_args=False)
+        return Normal(mean, std, validate_args=False)
 
     def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
         return self(obs).log_prob(action).sum(-1)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        dist = self(obs)
+        dist = self._distribution(without_dropout(self.net, obs))
         return (dist.mean if deterministic else dist.sample()).clamp(-1.0, 1.0)
 
 
