@@ -23,7 +23,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--dataset-id", default="")
-    parser.add_argument("--compile-mode", default="default")  # passed to every worker; d3rlpy does not compile
+    parser.add_argument("--compile-mode", default="default")  # passed to every worker; d3rlpy does not use it
+    parser.add_argument("--compile-graph", action="store_true", help="d3rlpy >= 2.7: its torch.compile (+ CUDA graphs)")
     args, _ = parser.parse_known_args()  # lit_offrl-only options (--updates-per-step, --hidden) are ignored
 
     import d3rlpy
@@ -34,7 +35,8 @@ def main() -> None:
     dataset = d3rlpy.dataset.MDPDataset(arrays["observations"], arrays["actions"], arrays["rewards"],
                                         arrays["terminals"], timeouts=arrays["timeouts"])
     encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=[256, 256, 256] if args.algo == "CQL" else [256, 256])
-    common = dict(batch_size=args.batch_size, actor_encoder_factory=encoder, critic_encoder_factory=encoder)
+    common = dict(batch_size=args.batch_size, actor_encoder_factory=encoder, critic_encoder_factory=encoder,
+                  **({"compile_graph": True} if args.compile_graph else {}))
     config = {"TD3BC": lambda: d3rlpy.algos.TD3PlusBCConfig(**common),
               "IQL": lambda: d3rlpy.algos.IQLConfig(**common, value_encoder_factory=encoder),
               "CQL": lambda: d3rlpy.algos.CQLConfig(**common)}[args.algo]()

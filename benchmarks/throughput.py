@@ -248,11 +248,13 @@ def worker(args) -> dict:
     per_step = args.updates_per_step if impl == "lit-k" else 1
     dm = OfflineDataModule(args.dataset_id, batch_size=args.batch_size, eval_episodes=0, updates_per_step=per_step)
     dm.setup("fit")
-    if impl == "plain":
+    if impl in ("plain", "plain-compiled"):
         t = dm.transitions.to(args.device)
         data = (t.obs, t.action, t.reward, t.next_obs, t.terminal)
-        rate = timed_loop(plain_step(algo, data, args.device, args.batch_size, args.hidden), args.updates, args.warmup,
-                          args.device)
+        step = plain_step(algo, data, args.device, args.batch_size, args.hidden)
+        if impl == "plain-compiled":  # the whole step: Dynamo splits it at backward() and the optimizer steps
+            step = torch.compile(step, mode=args.compile_mode)
+        rate = timed_loop(step, args.updates, args.warmup, args.device)
     else:
         import lightning as L
 
@@ -367,6 +369,8 @@ def main() -> None:
     parser.add_argument("--load-only", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also lit_offrl with the CompileNetworks callback")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode for --compiled")
+    parser.add_argument("--plain-compiled", action="store_true", help="also the plain loop under torch.compile")
+    parser.add_argument("--d3rlpy-compiled", action="store_true", help="also d3rlpy with compile_graph=True")
     parser.add_argument("--updates-per-step", type=int, default=0,
                         help="also lit_offrl with data.updates_per_step K (K minibatches, one gather, per training step)")
     parser.add_argument("--hidden", type=int, nargs="+", default=None,
@@ -409,15 +413,18 @@ def main() -> None:
         d3_python = None if args.no_d3rlpy or args.device.startswith("cuda") and not D3RLPY_VENV.exists() \
             else ensure_d3rlpy_venv()
         arrays = d3rlpy_arrays(args) if d3_python else None
+        d3 = d3_python and not args.hidden  # d3rlpy's networks are its defaults' sizes
         impls = ["lit", *(["lit-k"] if args.updates_per_step > 1 else []), "plain",
-                 *(["compiled"] if args.compiled else []), *(["d3rlpy"] if d3_python and not args.hidden else [])]
+                 *(["plain-compiled"] if args.plain_compiled else []), *(["compiled"] if args.compiled else []),
+                 *(["d3rlpy"] if d3 else []), *(["d3rlpy-compiled"] if d3 and args.d3rlpy_compiled else [])]
         for algo in args.algos:
             runs: dict[str, list[dict]] = {impl: [] for impl in impls}
             for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every column
                 for impl in impls:
-                    if impl == "d3rlpy":
+                    if impl.startswith("d3rlpy"):
                         result = run_child([str(d3_python), str(REPO / "benchmarks" / "d3rlpy_worker.py"), algo,
-                                            str(arrays), *common(algo)])
+                                            str(arrays), *common(algo),
+                                            *(["--compile-graph"] if impl == "d3rlpy-compiled" else [])])
                     else:
                         result = run_child([*me, "--worker", f"{impl}:{algo}", *common(algo)])
                     print(f"{impl:>8} {algo} #{repeat}: {result}", flush=True)
@@ -459,6 +466,10 @@ def main() -> None:
                              f"{rate[k]:.0f} ({row[k]['min']:.0f}-{row[k]['max']:.0f})") if k in rate else "-"
             print(f"| {algo} | {fmt('lit')} | {fmt('plain')} | {fmt('d3rlpy')} | {ratio('lit', 'plain')} | "
                   f"{ratio('lit', 'd3rlpy')} | {mem} |")
+            for extra, label in (("plain-compiled", "plain PyTorch, torch.compile"),
+                                 ("d3rlpy-compiled", "d3rlpy compile_graph")):
+                if rate.get(extra):
+                    print(f"| {algo} ({label}) | | {fmt(extra)} | | {ratio('lit', extra)} (lit / this) | | |")
             if rate.get("lit-k"):
                 print(f"| {algo} (updates_per_step {args.updates_per_step}) | {fmt('lit-k')} | | | "
                       f"{ratio('lit-k', 'plain')} | | |")
