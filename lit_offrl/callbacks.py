@@ -82,7 +82,7 @@ class UpdateCheckpoint(ModelCheckpoint):
                 raise KeyboardInterrupt
             if self._stop_signal is None:
                 self._stop_signal = int(signum)
-                print(f"lit_offrl: {signal.Signals(signum).name} received: stopping after the update in progress",
+                print(f"lit_offrl: {signal.Signals(signum).name} received: stopping after the training step in progress",
                       file=sys.stderr, flush=True)
 
         signal.signal(signal.SIGTERM, note)

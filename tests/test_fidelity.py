@@ -378,6 +378,26 @@ def test_cql_checkpoint_without_the_log_std_scalars_loads_with_m_1_b_0(capsys):
     assert "lit_offrl: note:" not in capsys.readouterr().err
 
 
+def test_rebrac_checkpoint_from_before_the_layer_order_loads_with_its_own_order(capsys):
+    """A checkpoint written when ReBRAC's critics ran Linear -> LayerNorm -> ReLU (no norm_after_activation in its
+    hyperparameters) loads strictly into a default ReBRAC, which then computes that checkpoint's Q values."""
+    torch.manual_seed(0)
+    old = ReBRAC(5, 2, norm_after_activation=False, edac_init=False, hidden_dims=(16, 16))
+    hyper_parameters = {k: v for k, v in old.hparams.items() if k not in ("norm_after_activation", "edac_init")}
+    checkpoint = {"state_dict": old.state_dict(), "hyper_parameters": hyper_parameters}
+    model = ReBRAC(**hyper_parameters)
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])  # strict
+    obs, action = torch.randn(7, 5), torch.rand(7, 2) * 2 - 1
+    assert torch.equal(model.critic(obs, action), old.critic(obs, action))
+    assert torch.equal(model.target_critic(obs, action), old.target_critic(obs, action))
+    assert model.hparams["norm_after_activation"] is False
+    assert "LayerNorm before the ReLU" in capsys.readouterr().err
+    current = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    ReBRAC(**dict(model.hparams)).on_load_checkpoint(current)  # records its order: no note
+    assert "lit_offrl: note:" not in capsys.readouterr().err
+
+
 def test_old_cql_checkpoint_loads_for_export_and_exports_its_policy(tmp_path, capsys):
     old, checkpoint = old_cql_checkpoint()
     checkpoint["lit_offrl"] = {"model_class": "lit_offrl.algos.cql.CQL"}

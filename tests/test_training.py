@@ -207,3 +207,51 @@ def test_updates_per_step_keeps_evaluations_and_logged_steps_on_the_update_count
         assert int(model.num_updates) == 16
     assert rows[1] == rows[4]
     assert [step for step, val, _ in rows[4] if val] == ["7", "15"]
+
+
+def test_resuming_with_another_updates_per_step_keeps_evaluations_on_the_update_count(maze_root, tmp_path,
+                                                                                     monkeypatch):
+    """A run saved at update 12 with one update per step and resumed with 4 evaluates after updates 16 and 24
+    (val_check_interval 8) and Lightning's per-step logging (here LearningRateMonitor) still fires; a checkpoint at
+    an update that is not a multiple of the new K is one error line."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_offrl.algos import IQL
+    from lit_offrl.callbacks import UpdateCheckpoint
+    from lit_offrl.data.datamodule import OfflineDataModule
+    from lit_offrl.errors import UserError
+
+    class Evaluated(Callback):
+        def __init__(self):
+            self.at = []
+
+        def on_validation_end(self, trainer, module):
+            self.at.append(module._updates)
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
+
+    def fit(per_step, max_steps, every, ckpt=None):
+        dm = OfflineDataModule(MAZE_ID, batch_size=16, eval_episodes=1, updates_per_step=per_step)
+        model, evaluated = IQL(dm.obs_dim, dm.action_dim, hidden_dims=(8,)), Evaluated()
+        logger = CSVLogger(tmp_path, name="log", version=0)
+        trainer = L.Trainer(max_steps=max_steps, max_epochs=-1, val_check_interval=8, log_every_n_steps=4,
+                            logger=logger, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                            num_sanity_val_steps=0, callbacks=[evaluated, LearningRateMonitor("step"),
+                                                               UpdateCheckpoint(every, dirpath=tmp_path / "ckpt")])
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+        return evaluated.at, logger
+
+    assert fit(1, 12, 12)[0] == [8, 12]
+    evaluated, logger = fit(4, 24, 4, ckpt=tmp_path / "ckpt" / "last.ckpt")
+    assert evaluated == [16, 24]
+    import csv
+
+    with open(tmp_path / "log" / "version_0" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    lr_steps = [int(row["step"]) for row in rows if any(key.startswith("lr-") and row[key] for key in row)]
+    assert [step for step in lr_steps if step >= 12] == [15, 19, 23]  # every 4th update, as with one per step
+    fit(1, 30, 30)  # the same run continued to update 30 with one update per step, then resumed with 4
+    with pytest.raises(UserError, match="update 30, not a multiple of data.updates_per_step 4"):
+        fit(4, 40, 4, ckpt=tmp_path / "ckpt" / "last.ckpt")

@@ -171,9 +171,11 @@ class OfflineRLModule(L.LightningModule):
     def _count_steps_in_updates(trainer, per_step: int) -> None:
         """With K updates per training step, an integer `val_check_interval` (updates) becomes Lightning's count of
         training steps; max_steps and the interval must be multiples of K (a boundary check, before any update)."""
-        if not hasattr(trainer, "_lit_offrl_val_check_interval"):
+        # The user's value, kept across fit() calls with one Trainer unless the user set another since.
+        if trainer.val_check_interval != getattr(trainer, "_lit_offrl_val_check_written", object()):
             trainer._lit_offrl_val_check_interval = trainer.val_check_interval
         interval = trainer._lit_offrl_val_check_interval
+        trainer._lit_offrl_val_check_written = interval
         if per_step == 1:
             trainer.val_check_interval = interval
             return
@@ -184,7 +186,7 @@ class OfflineRLModule(L.LightningModule):
                                 f"updates, and a training step runs {per_step}. Pick a multiple (e.g. "
                                 f"{-(-value // per_step) * per_step}) or another updates_per_step.")
         if isinstance(interval, int):
-            trainer.val_check_interval = interval // per_step
+            trainer.val_check_interval = trainer._lit_offrl_val_check_written = interval // per_step
 
     def on_train_start(self) -> None:
         self._updates = int(self.num_updates)
@@ -205,10 +207,7 @@ class OfflineRLModule(L.LightningModule):
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
         # A list: the data module's `updates_per_step` minibatches, one update each (the same updates as one per step).
-        minibatches = batch if isinstance(batch, list) else (batch,)
-        if len(minibatches) > 1:  # Lightning's logger step (batches that stepped, +1 after this) keeps counting updates
-            self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(minibatches) - 1
-        for minibatch in minibatches:
+        for minibatch in batch if isinstance(batch, list) else (batch,):
             self._seed_update()
             metrics = self.update(minibatch)
             self.num_updates += 1
@@ -305,7 +304,8 @@ class OfflineRLModule(L.LightningModule):
                 lengths.update(torch.as_tensor(outcomes.lengths, dtype=torch.float32, device=self.device))
             tasks_t = (torch.as_tensor(outcomes.tasks_completed, dtype=torch.float32, device=self.device)
                        if outcomes.tasks_completed is not None else None)
-            score = datamodule.normalized_score(returns_t, tasks_t)
+            score = (datamodule.normalized_score(returns_t, tasks_t) if getattr(datamodule, "scores_by_tasks", False)
+                     else datamodule.normalized_score(returns_t))
             if score is not None:
                 scores.update(score)
             for metric, values in ((successes, outcomes.success), (tasks, outcomes.tasks_completed)):
@@ -349,7 +349,8 @@ class OfflineRLModule(L.LightningModule):
         # What `--ckpt_path last` and a requeued SLURM job match a run by (lit_offrl.cli), beside the data
         # module's hyperparameters: the model's class and the SLURM job that wrote the checkpoint.
         checkpoint["lit_offrl"] = {"model_class": f"{type(self).__module__}.{type(self).__qualname__}",
-                                   "updates": self._updates, "slurm_job_id": slurm_job_id()}
+                                   "updates": self._updates, "slurm_job_id": slurm_job_id(),
+                                   "updates_per_step": self._updates_per_step()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {})
@@ -358,6 +359,32 @@ class OfflineRLModule(L.LightningModule):
                 raise UserError(
                     f"the checkpoint was trained with {name}={saved[name]} but this model/dataset has "
                     f"{name}={getattr(self, name)}: evaluate it on the dataset it was trained on.")
+        self._rebase_loop_on_updates_per_step(checkpoint)
+
+    def _updates_per_step(self) -> int:
+        trainer = self._trainer
+        return int(getattr(getattr(trainer, "datamodule", None), "updates_per_step", 1)) if trainer is not None else 1
+
+    def _rebase_loop_on_updates_per_step(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming with another `data.updates_per_step` K: Lightning's restored loop counts training steps of the
+        old K, and decides when to validate from them, so they are recounted in steps of the new K (its logger step,
+        `_batches_that_stepped`, already counts updates). The resumed update count must be a multiple of K."""
+        per_step, loops = self._updates_per_step(), checkpoint.get("loops")
+        saved = int(checkpoint.get("lit_offrl", {}).get("updates_per_step", 1))
+        if per_step == saved or not loops or "fit_loop" not in loops:
+            return
+        updates = int(checkpoint.get("lit_offrl", {}).get("updates",
+                                                          checkpoint.get("state_dict", {}).get("num_updates", 0)))
+        if updates % per_step:
+            raise UserError(f"the checkpoint is at update {updates}, not a multiple of data.updates_per_step "
+                            f"{per_step}: resume with an updates_per_step that divides {updates} (it was {saved}).")
+        progress = loops["fit_loop"].get("epoch_loop.batch_progress")
+        if progress is None:
+            return
+        steps = updates // per_step
+        finished = progress["total"]["completed"] < progress["total"]["ready"]  # saved at the end of a step
+        for counts in (progress["total"], progress["current"]):
+            counts.update(ready=steps, started=steps, processed=steps, completed=steps - 1 if finished else steps)
 
 
 def slurm_job_id() -> str | None:

@@ -30,7 +30,11 @@ Flax's LayerNorm has eps 1e-6, PyTorch's 1e-5 (kept).
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from lit_offrl.algos.td3 import TD3
@@ -65,6 +69,20 @@ class ReBRAC(TD3):
             edac_init_(self.actor.net, output_bound=1e-3)
         if actor_layer_norm or edac_init:  # the target starts as a copy of the actor, as in the reference
             self.target_actor = self.make_target(self.actor)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("hyper_parameters") or {}
+        if "norm_after_activation" in saved or not self.critic_layer_norm or not self.norm_after_activation:
+            return
+        # Written before the reference's layer order was the default (issue 16): its critics ran Linear -> LayerNorm
+        # -> ReLU, so they are rebuilt that way (a different forward, not only other parameter names).
+        self.norm_after_activation = self.hparams["norm_after_activation"] = False
+        self.critic = self.make_critic()
+        self.target_critic = self.make_target(self.critic)
+        if rank_zero_only.rank == 0:
+            print("lit_offrl: note: the checkpoint's ReBRAC critics put LayerNorm before the ReLU (written before "
+                  "norm_after_activation); loading them so (--model.norm_after_activation false)", file=sys.stderr)
 
     def make_critic(self) -> torch.nn.Module:
         critic = EnsembleCritic(self.obs_dim, self.action_dim, num_critics=2, hidden_dims=self.hidden_dims,

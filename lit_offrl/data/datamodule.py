@@ -240,6 +240,10 @@ class OfflineDataModule(L.LightningDataModule):
         # consumed batches: the number a resumed run must skip.
         if self.trainer is not None and self.trainer.training:
             self.sampler_state.consumed += len(batch) if isinstance(batch, list) else 1
+            if isinstance(batch, list) and len(batch) > 1:
+                # K updates in this step: Lightning's logger step (batches that stepped, +1 after the step) counts
+                # updates, moved before the step so its own per-step logging (LearningRateMonitor) sees update counts.
+                self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(batch) - 1
         return batch
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -380,8 +384,8 @@ class OfflineDataModule(L.LightningDataModule):
     @property
     def scores_by_tasks(self) -> bool:
         """No reference returns, and an evaluation env with a list of sub-tasks (FrankaKitchen): scored by tasks."""
-        return (self.ref_min_score is None or self.ref_max_score is None) and bool(getattr(self, "eval_task_count",
-                                                                                            None))
+        return ((self.ref_min_score is None or self.ref_max_score is None) and bool(getattr(self, "eval_task_count", None))
+                and "episode_task_completions" in (getattr(self, "eval_info_keys", None) or ()))
 
     @property
     def has_normalized_score(self) -> bool:
