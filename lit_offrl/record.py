@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from lit_offrl.data.datamodule import reference_returns
 from lit_offrl.datasets_cli import _count, _Parser, run_tool
 from lit_offrl.errors import DatasetError, UserError, one_line
 from lit_offrl.export import load_checkpoint_model  # the model a checkpoint holds, in eval mode
@@ -135,8 +136,11 @@ class EvalSource:
             if self.spec is None:
                 raise DatasetError(f"dataset '{self.name}' records no environment to roll the policy out in.")
             self.observation_space = self.dataset.observation_space
-        self.ref_min_score = minari_io.reference_score(self.dataset, "ref_min_score") if self.dataset else None
-        self.ref_max_score = minari_io.reference_score(self.dataset, "ref_max_score") if self.dataset else None
+        # Scored as validation scores (OfflineDataModule): the dataset's reference returns, else D4RL's for Minari's
+        # mujoco/* ids, else (FrankaKitchen) 100 x sub-tasks completed / tasks.
+        given = data_hparams.get("ref_min_score"), data_hparams.get("ref_max_score")  # --data.ref_min/max_score
+        self.ref_min_score, self.ref_max_score = (reference_returns(self.dataset, self.name, *given)[:2]
+                                                  if self.dataset else (None, None))
 
     def make_env(self, **kwargs: Any):
         import gymnasium as gym
@@ -145,10 +149,11 @@ class EvalSource:
             return self.dataset.recover_environment(eval_env=True, **kwargs)
         return gym.make(self.spec, **kwargs)
 
-    def normalized_score(self, episode_return: float) -> float | None:
-        """D4RL normalized score x100, or None without reference scores."""
+    def normalized_score(self, episode_return: float, tasks: tuple[int, int] | None = None) -> float | None:
+        """D4RL normalized score x100 from the reference returns; without them, for an episode with sub-tasks
+        (`tasks` = (completed, of them), FrankaKitchen), D4RL's kitchen score 100 x completed / tasks; else None."""
         if self.ref_min_score is None or self.ref_max_score is None or self.ref_max_score == self.ref_min_score:
-            return None
+            return 100.0 * tasks[0] / tasks[1] if tasks is not None and tasks[1] else None
         return 100.0 * (episode_return - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
@@ -180,6 +185,7 @@ class Episode:
         self.goal: np.ndarray | None = None
         self.score: float | None = None
         self.success = False
+        self.tasks: tuple[int, int] | None = None  # (sub-tasks completed, sub-tasks) where the env lists them
         self.video: Path | None = None
         self.frames = 0
 
@@ -192,7 +198,8 @@ def rollout_episode(model, env, space, episode: Episode, max_steps: int | None, 
 
     if hasattr(model, "reset_plan"):  # open-loop planners (LatentEM) queue actions across calls
         model.reset_plan()
-    obs, _ = env.reset(seed=episode.seed)
+    obs, reset_info = env.reset(seed=episode.seed)
+    to_complete = reset_info.get("tasks_to_complete") if isinstance(reset_info, dict) else None
     dict_obs = isinstance(space, gym.spaces.Dict)
     if dict_obs and "desired_goal" in obs:
         episode.goal = np.asarray(obs["desired_goal"], dtype=np.float64)[:2]
@@ -208,6 +215,8 @@ def rollout_episode(model, env, space, episode: Episode, max_steps: int | None, 
         episode.total_return += float(reward)
         episode.length += 1
         episode.success = episode.success or bool(info.get("success", False))
+        if to_complete and "episode_task_completions" in info:
+            episode.tasks = (len(info["episode_task_completions"]), len(to_complete))
         observations.append(obs)
         episode.cut = max_steps is not None and episode.length >= max_steps and not (terminated or truncated)
         done = terminated or truncated or episode.cut
@@ -417,7 +426,7 @@ def record(args: argparse.Namespace) -> int:
             finally:
                 if writer is not None:
                     writer.close()
-            episode.score = source.normalized_score(episode.total_return)
+            episode.score = source.normalized_score(episode.total_return, episode.tasks)
             episodes.append(episode)
             score = f", normalized score {episode.score:.1f}" if episode.score is not None else ""
             cut = " (cut by --max-steps)" if episode.cut else ""

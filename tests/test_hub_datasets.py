@@ -201,3 +201,18 @@ def test_kitchen_lookalike_is_scored_by_d4rls_task_count(hub, caplog):
         assert dm.obs_dim == 59 + 2 * (1 + 7 + 2 + 1)  # robot + objects, then achieved / desired goal per task
     finally:
         env.close()
+
+
+def test_record_scores_hub_episodes_as_validation_does(hub):
+    """`lit-offrl record` scores a Minari mujoco episode by D4RL's returns, a kitchen one by its sub-tasks, and
+    given reference returns when the run had them."""
+    from lit_offrl.record import EvalSource
+
+    hopper = EvalSource({"dataset_id": "mujoco/hopper/medium-v0"})
+    low, high = D4RL_REFERENCE_RETURNS["hopper"]
+    assert hopper.normalized_score(high) == 100.0 and hopper.normalized_score(low) == 0.0
+    kitchen = EvalSource({"dataset_id": "D4RL/kitchen/complete-v2"})
+    assert kitchen.normalized_score(500.0, (3, 4)) == 75.0 and kitchen.normalized_score(500.0) is None
+    given = EvalSource({"dataset_id": "D4RL/kitchen/complete-v2", "ref_min_score": 0.0, "ref_max_score": 1000.0})
+    assert given.normalized_score(500.0, (3, 4)) == 50.0
+
