@@ -56,3 +56,9 @@ for _env, _env_id in ENVS.items():
 from lit_offrl.recipes import kitchen as _kitchen  # noqa: E402
 
 _kitchen.register()
+
+# AntMaze (lit_offrl.recipes.antmaze): lit-offrl/antmaze/{umaze,umaze-diverse,medium-play,medium-diverse}-v0, a
+# goal-reaching ant policy (online SAC, cached) driven through the maze by the planner's waypoints.
+from lit_offrl.recipes import antmaze as _antmaze  # noqa: E402
+
+_antmaze.register()
