@@ -13,6 +13,10 @@ same trajectories relabeled to the evaluation goal, D4RL maze2d).
 Kitchen ids (see `lit_offrl.recipes.kitchen`): `lit-offrl/kitchen/{complete,partial,mixed}-v0` (D4RL kitchen on
 FrankaKitchen-v1, a scripted inverse-kinematics demonstrator in place of the teleoperation logs).
 
+AntMaze ids (see `lit_offrl.recipes.antmaze`): `lit-offrl/antmaze/{umaze,umaze-diverse,medium-play,medium-diverse}-v0`
+(a goal-reaching ant trained with online SAC, driven by the planner's waypoints). Adroit ids (see
+`lit_offrl.recipes.adroit`): `lit-offrl/{pen,door,hammer,relocate}/{expert,cloned}-v0` (online SAC experts).
+
 Locomotion ids (see `lit_offrl.recipes.locomotion`): `lit-offrl/{hopper,halfcheetah,walker2d}/{random,medium,
 medium-replay,expert,medium-expert}-v0` (D4RL's MuJoCo datasets on the v5 envs, from one online SAC run per env,
 cached so every level after the first is only rolled out).
@@ -62,3 +66,9 @@ _kitchen.register()
 from lit_offrl.recipes import antmaze as _antmaze  # noqa: E402
 
 _antmaze.register()
+
+# Adroit (lit_offrl.recipes.adroit): lit-offrl/{pen,door,hammer,relocate}/{expert,cloned}-v0, from online SAC on the
+# dense reward where it reaches the task (`human` is motion capture: not made here).
+from lit_offrl.recipes import adroit as _adroit  # noqa: E402
+
+_adroit.register()
