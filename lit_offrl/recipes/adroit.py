@@ -87,7 +87,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -96,6 +96,7 @@ import gymnasium as gym
 import numpy as np
 
 from lit_offrl.errors import UserError
+from lit_offrl.recipes import policy_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     import minari
@@ -279,7 +280,7 @@ def _snapshot_callback(directory: Path, every: int, task: str, eval_episodes: in
             result = evaluate_snapshot(module, task, eval_episodes)
             snapshots[updates] = Snapshot(updates=updates, env_steps=trainer.datamodule.env_steps,
                                           path=str(path.relative_to(directory)), **result)
-            _write_snapshots(directory, snapshots)
+            policy_runs.write_snapshots(directory, snapshots)
             log.info("snapshot %s", snapshots[updates])
             print(f"[adroit {task}] {time.strftime('%H:%M:%S')} updates {updates}: success "
                   f"{result['success_rate']:.2f} (deterministic {result['deterministic_success_rate']:.2f}), return "
@@ -309,16 +310,7 @@ def run_directory(task: str = "door", seed: int = 0, train_steps: int | None = N
 
 def read_snapshots(directory: str | Path) -> list[Snapshot]:
     """The snapshots a run has written so far (also while it is still training), in update order."""
-    path = Path(directory) / "snapshots.json"
-    if not path.exists():
-        return []
-    return sorted((Snapshot(**entry) for entry in json.loads(path.read_text())), key=lambda s: s.updates)
-
-
-def _write_snapshots(directory: Path, snapshots: dict[int, Snapshot]) -> None:
-    tmp = directory / "snapshots.json.tmp"
-    tmp.write_text(json.dumps([asdict(s) for _, s in sorted(snapshots.items())], indent=1))
-    tmp.replace(directory / "snapshots.json")
+    return policy_runs.read_snapshots(directory, Snapshot)
 
 
 def best_snapshot(snapshots: list[Snapshot]) -> Snapshot:
@@ -327,23 +319,6 @@ def best_snapshot(snapshots: list[Snapshot]) -> Snapshot:
         raise UserError("the Adroit SAC run has no snapshot yet: train it first (python -m lit_offrl.recipes.adroit "
                         "train --task TASK).")
     return max(snapshots, key=lambda s: (s.success_rate, s.return_mean, -s.updates))
-
-
-def _training_pid(directory: Path) -> int | None:
-    """The pid of another live process training the run in `directory`, else None."""
-    try:
-        pid = int((directory / "training.lock").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # pragma: no cover - someone else's process
-        return pid
-    return pid
 
 
 def train_policies(task: str = "door", seed: int = 0, train_steps: int | None = None,
@@ -369,7 +344,7 @@ def train_policies(task: str = "door", seed: int = 0, train_steps: int | None = 
     directory = run_directory(task, seed, train_steps, snapshot_every, warmup_steps, eval_episodes, cache_dir)
     if (directory / "done").exists():
         return directory, read_snapshots(directory)
-    other = _training_pid(directory)
+    other = policy_runs.training_in_progress(directory)
     if other is not None:
         raise UserError(f"process {other} is training the Adroit {task} SAC run in {directory}; wait for it "
                         f"(python -m lit_offrl.recipes.adroit status --task {task}).")
@@ -760,7 +735,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"done: {directory}; best {best_snapshot(snapshots)}")
     else:
         directory = run_directory(**options)
-        print(f"{directory}: done={(directory / 'done').exists()} training_pid={_training_pid(directory)}")
+        print(f"{directory}: done={(directory / 'done').exists()} training_pid={policy_runs.training_in_progress(directory)}")
         for snapshot in read_snapshots(directory):
             print(snapshot)
 

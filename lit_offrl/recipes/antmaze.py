@@ -80,7 +80,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,6 +88,7 @@ import gymnasium as gym
 import numpy as np
 
 from lit_offrl.errors import UserError
+from lit_offrl.recipes import policy_runs
 
 log = logging.getLogger(__name__)
 
@@ -252,16 +253,7 @@ def run_directory(seed: int = 0, train_steps: int = TRAIN_STEPS, snapshot_every:
 
 def read_snapshots(directory: str | Path) -> list[Snapshot]:
     """The snapshots a run has written so far (also while it is still training), in update order."""
-    path = Path(directory) / "snapshots.json"
-    if not path.exists():
-        return []
-    return sorted((Snapshot(**entry) for entry in json.loads(path.read_text())), key=lambda s: s.updates)
-
-
-def _write_snapshots(directory: Path, snapshots: dict[int, Snapshot]) -> None:
-    tmp = directory / "snapshots.json.tmp"
-    tmp.write_text(json.dumps([asdict(s) for _, s in sorted(snapshots.items())], indent=1))
-    tmp.replace(directory / "snapshots.json")
+    return policy_runs.read_snapshots(directory, Snapshot)
 
 
 def best_snapshot(snapshots: list[Snapshot]) -> Snapshot:
@@ -344,33 +336,14 @@ def _snapshot_callback(directory: Path, every: int, eval_episodes: int, snapshot
                 snapshots[updates] = Snapshot(updates, trainer.datamodule.env_steps, result["return_mean"],
                                               result["goals_per_episode"], result["fall_rate"],
                                               str(path.relative_to(directory)))
-                _write_snapshots(directory, snapshots)
+                policy_runs.write_snapshots(directory, snapshots)
                 log.info("snapshot %s", snapshots[updates])
                 print(f"[antmaze goal policy] {time.strftime('%H:%M:%S')} {snapshots[updates]}", flush=True)
 
     return GoalPolicySnapshots()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
-def training_in_progress(directory: str | Path) -> int | None:
-    """The pid of a live process training the run in `directory`, else None."""
-    lock = Path(directory) / "training.lock"
-    if not lock.exists():
-        return None
-    try:
-        pid = int(lock.read_text().split()[0])
-    except (ValueError, IndexError):
-        return None
-    return pid if pid != os.getpid() and _pid_alive(pid) else None
+training_in_progress = policy_runs.training_in_progress
 
 
 def train_goal_policy(seed: int = 0, train_steps: int = TRAIN_STEPS, snapshot_every: int = SNAPSHOT_EVERY,
