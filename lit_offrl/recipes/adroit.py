@@ -159,9 +159,8 @@ _APPROACH_TARGET = {"door": "handle", "hammer": "hammer", "relocate": "object"} 
 
 def _approach_sign_flipped() -> bool:
     """Whether the installed -v1 adds the approach distance (gymnasium-robotics >= 1.2.1) instead of subtracting it."""
-    from lit_offrl.recipes.locomotion import _version
-
-    version = tuple(int(part) for part in (_version("gymnasium-robotics") or "0").split(".")[:3] if part.isdigit())
+    installed = policy_runs.package_version("gymnasium-robotics") or "0"
+    version = tuple(int(part) for part in installed.split(".")[:3] if part.isdigit())
     return version >= (1, 2, 1)
 
 
@@ -264,8 +263,6 @@ def _snapshot_callback(directory: Path, every: int, task: str, eval_episodes: in
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    from lit_offrl.recipes.locomotion import _version
-
     class PolicySnapshots(Callback):
         """Every `every` updates (and at the end): save the policy, evaluate it, record it in snapshots.json."""
 
@@ -276,7 +273,7 @@ def _snapshot_callback(directory: Path, every: int, task: str, eval_episodes: in
             path = directory / "policies" / f"updates={updates:08d}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                        "pytorch-lightning_version": _version("lightning")}, path)
+                        "pytorch-lightning_version": policy_runs.package_version("lightning")}, path)
             result = evaluate_snapshot(module, task, eval_episodes)
             snapshots[updates] = Snapshot(updates=updates, env_steps=trainer.datamodule.env_steps,
                                           path=str(path.relative_to(directory)), **result)
@@ -576,7 +573,7 @@ def make_adroit_dataset(dataset_id: str, task: str = "door", level: str = "exper
     from minari.data_collector import EpisodeBuffer
 
     from lit_offrl.data.minari_io import create_dataset_atomically
-    from lit_offrl.recipes.locomotion import _check_episodes, _requirements
+    from lit_offrl.recipes.locomotion import _check_episodes
 
     env_id = _parse(task, level)
     horizon = EPISODE_STEPS[task]
@@ -659,7 +656,7 @@ def make_adroit_dataset(dataset_id: str, task: str = "door", level: str = "exper
             dataset_id=dataset_id, buffer=buffers, env=spec, eval_env=spec,
             algorithm_name="SAC" if level == "expert" else "SAC+noisy-BC",
             author="lit_offrl", code_permalink=CODE_PERMALINK, ref_min_score=ref_min, ref_max_score=ref_max,
-            description=description, requirements=_requirements() + _robotics_requirement())
+            description=description, requirements=policy_runs.requirements("gymnasium", "mujoco", "gymnasium-robotics"))
     if dataset.total_steps != total or dataset.total_episodes != len(episodes):
         minari.delete_dataset(dataset_id)
         raise RuntimeError(f"Adroit recipe check failed: wrote {dataset.total_steps} steps / "
@@ -685,13 +682,6 @@ def _cut(episode: dict[str, np.ndarray], keep: int) -> dict[str, np.ndarray]:
 def _random_actions(space, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed * 100 + _ROLLOUT_SEEDS["random"])
     return lambda obs: rng.uniform(space.low, space.high, (len(obs),) + space.shape).astype(np.float32)
-
-
-def _robotics_requirement() -> list[str]:
-    from lit_offrl.recipes.locomotion import _version
-
-    version = _version("gymnasium-robotics")
-    return [f"gymnasium-robotics>={version}"] if version else []
 
 
 _LEVEL_LABELS = {"expert": "the best online-SAC policy (dense reward), stochastic",

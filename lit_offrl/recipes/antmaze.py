@@ -315,7 +315,7 @@ def _snapshot_callback(directory: Path, every: int, eval_episodes: int, snapshot
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    from lit_offrl.recipes.locomotion import _seeded_torch, _version
+    from lit_offrl.recipes.locomotion import _seeded_torch
 
     class GoalPolicySnapshots(Callback):
         """Every `every` updates (and at the end): save the policy, evaluate it, record it in snapshots.json."""
@@ -326,7 +326,7 @@ def _snapshot_callback(directory: Path, every: int, eval_episodes: int, snapshot
                 path = directory / "policies" / f"updates={updates:08d}.pt"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                            "pytorch-lightning_version": _version("lightning")}, path)
+                            "pytorch-lightning_version": policy_runs.package_version("lightning")}, path)
                 was_training = module.training
                 module.eval()
                 with _seeded_torch(EVAL_SEED, module.device):
@@ -712,12 +712,6 @@ def _check_buffers(buffers: list, steps: int, limit: int, compute_reward: Callab
         raise RuntimeError(f"antmaze recipe check failed: {total} transitions in the episodes, want {steps}")
 
 
-def _requirements() -> list[str]:
-    from lit_offrl.recipes.locomotion import _version
-
-    return [f"{pkg}>={_version(pkg)}" for pkg in ("gymnasium-robotics", "mujoco") if _version(pkg)]
-
-
 def make_antmaze_dataset(dataset_id: str, name: str = "umaze", steps: int = 1_000_000, seed: int = 0,
                          progress: bool = True, action_noise: float = ACTION_NOISE, policy_seed: int = 0,
                          policy_updates: int | None = None, partial_training: bool = False,
@@ -814,7 +808,7 @@ def make_antmaze_dataset(dataset_id: str, name: str = "umaze", steps: int = 1_00
         dataset = create_dataset_atomically(
             dataset_id=dataset_id, buffer=buffers, env=env_spec, eval_env=eval_spec,
             algorithm_name="QIteration+SAC", author="lit_offrl", code_permalink=CODE_PERMALINK,
-            ref_min_score=ref_min, ref_max_score=ref_max, description=description, requirements=_requirements())
+            ref_min_score=ref_min, ref_max_score=ref_max, description=description, requirements=policy_runs.requirements("gymnasium-robotics", "mujoco"))
     if dataset.total_steps != steps or dataset.total_episodes != len(buffers):
         minari.delete_dataset(dataset_id)
         raise RuntimeError(f"antmaze recipe check failed: wrote {dataset.total_steps} steps / "

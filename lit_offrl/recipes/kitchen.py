@@ -93,7 +93,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import time
@@ -104,6 +103,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lit_offrl.errors import UserError
+from lit_offrl.recipes import policy_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     import gymnasium as gym
@@ -554,16 +554,6 @@ def demonstrator_success_rates(episodes: int = 20, seed: int = 0, action_noise: 
     return results
 
 
-def _requirements() -> list[str]:
-    reqs = []
-    for pkg in ("gymnasium-robotics", "mujoco"):
-        try:
-            reqs.append(f"{pkg}>={importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-            pass
-    return reqs
-
-
 def make_kitchen_dataset(dataset_id: str, flavour: str = "complete", episodes: int | None = None, seed: int = 0,
                          progress: bool = True, action_noise: float = 0.1, jitter: float = 0.01,
                          steps: int | None = None) -> "minari.MinariDataset":
@@ -659,7 +649,7 @@ def make_kitchen_dataset(dataset_id: str, flavour: str = "complete", episodes: i
             dataset_id=dataset_id, buffer=buffers, env=env_spec, eval_env=eval_spec,
             algorithm_name=ALGORITHM_NAME, author="lit_offrl", code_permalink=CODE_PERMALINK,
             ref_min_score=REF_MIN_SCORE, ref_max_score=REF_MAX_SCORE, description=description,
-            requirements=_requirements())
+            requirements=policy_runs.requirements("gymnasium-robotics", "mujoco"))
     report = {"dataset_id": dataset_id, "episodes": len(buffers), "tries": tries, "steps": total,
               "targets_completed": counts, "normalized_data_return": round(float(normalized), 1),
               "seconds": round(time.perf_counter() - t0, 1), "seconds_collect": round(t_collect, 1)}

@@ -63,7 +63,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import logging
 import time
@@ -75,6 +74,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from lit_offrl.errors import UserError
+from lit_offrl.recipes import policy_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     import minari
@@ -208,7 +208,7 @@ def _snapshot_callback(directory: Path, every: int, env_id: str, eval_episodes: 
             path = directory / "policies" / f"updates={updates:08d}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                        "pytorch-lightning_version": _version("lightning")}, path)
+                        "pytorch-lightning_version": policy_runs.package_version("lightning")}, path)
             returns = evaluate_policy(module, env_id, eval_episodes)
             index[updates] = Snapshot(updates, trainer.datamodule.env_steps, float(returns.mean()),
                                       float(returns.std()), _normalized(float(returns.mean()), env_id),
@@ -448,17 +448,6 @@ def _check_episodes(episodes: list[dict[str, np.ndarray]], obs_dim: int, action_
                                f"end flag not exactly at its last step)")
 
 
-def _requirements() -> list[str]:
-    return [f"{pkg}>={_version(pkg)}" for pkg in ("gymnasium", "mujoco") if _version(pkg)]
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return None
-
-
 # --------------------------------------------------------------------------------------------------------------
 # The recipe
 # --------------------------------------------------------------------------------------------------------------
@@ -551,7 +540,7 @@ def make_locomotion_dataset(dataset_id: str, env: str = "hopper", level: str = "
         dataset = create_dataset_atomically(
             dataset_id=dataset_id, buffer=buffers, env=spec, eval_env=spec, algorithm_name=algorithm,
             author="lit_offrl", code_permalink=CODE_PERMALINK, ref_min_score=ref_min, ref_max_score=ref_max,
-            description=description, requirements=_requirements())
+            description=description, requirements=policy_runs.requirements("gymnasium", "mujoco"))
     if dataset.total_steps != total or dataset.total_episodes != len(episodes):
         minari.delete_dataset(dataset_id)
         raise RuntimeError(f"locomotion recipe check failed: wrote {dataset.total_steps} steps / "

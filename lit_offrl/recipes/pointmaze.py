@@ -93,7 +93,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import logging
 import math
 import os
@@ -104,6 +103,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from lit_offrl.errors import UserError
+from lit_offrl.recipes import policy_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     import gymnasium as gym
@@ -662,16 +662,6 @@ def _check_relabeled(buffers: list, goal_centre: np.ndarray, goal_half_width: fl
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _requirements() -> list[str]:
-    reqs = []
-    for pkg in ("gymnasium-robotics", "mujoco"):
-        try:
-            reqs.append(f"{pkg}>={importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-            pass
-    return reqs
-
-
 def make_pointmaze_dataset(
     dataset_id: str,
     maze: str = "UMaze",
@@ -817,7 +807,7 @@ def make_pointmaze_dataset(
             ref_min_score=refs["ref_min_score"],
             ref_max_score=refs["ref_max_score"],
             description=description,
-            requirements=_requirements(),
+            requirements=policy_runs.requirements("gymnasium-robotics", "mujoco"),
         )
     if dataset.total_steps != steps or dataset.total_episodes != len(buffers):
         minari.delete_dataset(dataset_id)

@@ -1,5 +1,6 @@
-"""Shared pieces of the recipes' cached online-policy runs (AntMaze's goal-reaching ant, Adroit's experts): the
-snapshot list a run writes as it trains, and the lock that keeps two processes from training the same run.
+"""Shared pieces of the recipes: the installed versions their datasets' metadata records, and, for the cached
+online-policy runs (AntMaze's goal-reaching ant, Adroit's experts), the snapshot list a run writes as it trains and
+the lock that keeps two processes from training the same run.
 
 A run folder holds `snapshots.json` (one entry per evaluated policy snapshot, written atomically after each) and,
 while a process trains it, `training.lock` with that process's pid.
@@ -7,15 +8,29 @@ while a process trains it, `training.lock` with that process's pid.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["read_snapshots", "write_snapshots", "training_in_progress"]
+__all__ = ["package_version", "requirements", "read_snapshots", "write_snapshots", "training_in_progress"]
 
 S = TypeVar("S")
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of `package`, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return None
+
+
+def requirements(*packages: str) -> list[str]:
+    """`package>=installed version` for each installed one of `packages`: a dataset's Minari `requirements`."""
+    return [f"{package}>={package_version(package)}" for package in packages if package_version(package)]
 
 
 def read_snapshots(directory: str | Path, snapshot_type: type[S]) -> list[S]:
