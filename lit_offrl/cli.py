@@ -134,6 +134,7 @@ class LitOffRLCLI(LightningCLI):
         _place_default_logger(config)
         if subcommand == "fit":
             _check_max_steps(config)
+            _check_updates_per_step(config)
             if config.get("finetune_from") and config.get("ckpt_path"):
                 raise UserError("give either --ckpt_path (resume that run) or --finetune_from (a new run from its "
                                 "weights), not both.")
@@ -378,6 +379,25 @@ def _check_max_steps(config) -> None:
         return  # no update limit, bounded by max_time (Lightning's convention)
     raise UserError(f"--trainer.max_steps {max_steps}: give the number of gradient updates to train, a positive "
                     f"integer (e.g. --trainer.max_steps 100000); -1 (no limit) needs --trainer.max_time.")
+
+
+def _check_updates_per_step(config) -> None:
+    """With `--data.updates_per_step K` a training step runs K updates, so every count of updates the run is given
+    (max_steps, an integer val_check_interval, the checkpoint interval) must be a multiple of K. The modules check
+    this too (`OfflineRLModule._count_steps_in_updates`, `UpdateCheckpoint.setup`); here it fails before the run
+    folder is made."""
+    per_step = getattr(_data_args(config), "updates_per_step", None)
+    if not isinstance(per_step, int) or per_step <= 1:
+        return  # 1 (or a value the data module itself refuses: its one line says why)
+    interval = config.trainer.get("val_check_interval")
+    checkpoint = config.get("checkpoint")
+    for name, value in (("trainer.max_steps", config.trainer.get("max_steps")),
+                        ("trainer.val_check_interval", interval if isinstance(interval, int) else None),
+                        ("checkpoint.every_n_updates", checkpoint.get("every_n_updates") if checkpoint else None)):
+        if isinstance(value, int) and value > 0 and value % per_step:
+            raise UserError(f"--{name} {value} is not a multiple of --data.updates_per_step {per_step}: both count "
+                            f"updates, and a training step runs {per_step}. Pick a multiple (e.g. "
+                            f"{-(-value // per_step) * per_step}) or another updates_per_step.")
 
 
 def _place_default_logger(config) -> None:

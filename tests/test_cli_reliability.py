@@ -180,6 +180,10 @@ def test_a_checkpoint_of_another_model_or_other_dimensions_is_refused(seed3_run,
     (["--trainer.max_steps", "-5"], "--trainer.max_steps -5"),
     (["--ckpt_path", "no/such.ckpt"], "--ckpt_path no/such.ckpt: no such checkpoint file"),
     (["--model", "NoSuchAlgo"], "--model NoSuchAlgo: no such algorithm. Available: "),
+    (["--data.updates_per_step", "4", "--trainer.max_steps", "10"],
+     "--trainer.max_steps 10 is not a multiple of --data.updates_per_step 4"),
+    (["--data.updates_per_step", "4", "--trainer.max_steps", "8", "--checkpoint.every_n_updates", "6"],
+     "--checkpoint.every_n_updates 6 is not a multiple of --data.updates_per_step 4"),
 ])
 def test_bad_arguments_are_one_line_before_anything_is_written(args, message, maze_root, tmp_path, capsys,
                                                                monkeypatch):
