@@ -245,7 +245,7 @@ def worker(args) -> dict:
     from lit_offrl.data.datamodule import OfflineDataModule
 
     impl, algo = args.worker.split(":")
-    per_step = args.updates_per_step if impl == "lit-k" else 1
+    per_step = max(args.updates_per_step, 1) if impl in ("lit-k", "lit-cu") else 1
     dm = OfflineDataModule(args.dataset_id, batch_size=args.batch_size, eval_episodes=0, updates_per_step=per_step)
     dm.setup("fit")
     if impl in ("plain", "plain-compiled"):
@@ -263,6 +263,9 @@ def worker(args) -> dict:
         class Timer(L.Callback):
             start = None
 
+            def on_train_start(self, trainer, module):
+                self.began = time.perf_counter()
+
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
                 if module._updates == args.warmup:  # --warmup and --updates are multiples of updates_per_step
                     if module.device.type == "cuda":
@@ -273,6 +276,8 @@ def worker(args) -> dict:
                 if module.device.type == "cuda":
                     torch.cuda.synchronize()
                 self.rate = (module._updates - self.start[1]) / (time.perf_counter() - self.start[0])
+                # the warmup updates' time beyond what they would take at the timed rate: compilation, first calls
+                self.startup = self.start[0] - self.began - self.start[1] / self.rate
 
         timer = Timer()
         callbacks = [timer]
@@ -280,6 +285,10 @@ def worker(args) -> dict:
             from lit_offrl.callbacks import CompileNetworks
 
             callbacks.append(CompileNetworks(mode=args.compile_mode))
+        if impl == "lit-cu":
+            from lit_offrl.callbacks import CompileUpdate
+
+            callbacks.append(CompileUpdate(mode=None if args.compile_mode == "default" else args.compile_mode))
         kwargs = {**LIT_KWARGS.get(algo, {}), **({"hidden_dims": tuple(args.hidden)} if args.hidden else {})}
         model = getattr(algos, algo)(dm.obs_dim, dm.action_dim, **kwargs)
         trainer = L.Trainer(max_steps=args.updates, max_epochs=-1, accelerator="gpu" if args.device.startswith("cuda")
@@ -291,6 +300,8 @@ def worker(args) -> dict:
         if trainer.global_rank != 0:
             sys.exit(0)
         rate = timer.rate
+        return {"updates_per_sec": rate, "peak_memory_mb": peak_memory_mb(args.device),
+                "startup_seconds": timer.startup}
     return {"updates_per_sec": rate, "peak_memory_mb": peak_memory_mb(args.device)}
 
 
@@ -370,6 +381,8 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="also lit_offrl with the CompileNetworks callback")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode for --compiled")
     parser.add_argument("--plain-compiled", action="store_true", help="also the plain loop under torch.compile")
+    parser.add_argument("--compile-update", action="store_true",
+                        help="also lit_offrl with the CompileUpdate callback (with --updates-per-step K if given)")
     parser.add_argument("--d3rlpy-compiled", action="store_true", help="also d3rlpy with compile_graph=True")
     parser.add_argument("--updates-per-step", type=int, default=0,
                         help="also lit_offrl with data.updates_per_step K (K minibatches, one gather, per training step)")
@@ -414,7 +427,8 @@ def main() -> None:
             else ensure_d3rlpy_venv()
         arrays = d3rlpy_arrays(args) if d3_python else None
         d3 = d3_python and not args.hidden  # d3rlpy's networks are its defaults' sizes
-        impls = ["lit", *(["lit-k"] if args.updates_per_step > 1 else []), "plain",
+        impls = ["lit", *(["lit-k"] if args.updates_per_step > 1 else []),
+                 *(["lit-cu"] if args.compile_update else []), "plain",
                  *(["plain-compiled"] if args.plain_compiled else []), *(["compiled"] if args.compiled else []),
                  *(["d3rlpy"] if d3 else []), *(["d3rlpy-compiled"] if d3 and args.d3rlpy_compiled else [])]
         for algo in args.algos:
@@ -427,7 +441,7 @@ def main() -> None:
                                             *(["--compile-graph"] if impl == "d3rlpy-compiled" else [])])
                     else:
                         result = run_child([*me, "--worker", f"{impl}:{algo}", *common(algo)])
-                    print(f"{impl:>8} {algo} #{repeat}: {result}", flush=True)
+                    print(f"{impl:>14} {algo} #{repeat}: {result}", flush=True)
                     if result:
                         runs[impl].append(result)
             row = {}
@@ -436,6 +450,8 @@ def main() -> None:
                     rates = [m["updates_per_sec"] for m in measured]
                     row[impl] = {"updates_per_sec": statistics.median(rates), "min": min(rates), "max": max(rates),
                                  "runs": rates, "peak_memory_mb": max(m["peak_memory_mb"] for m in measured)}
+                    if "startup_seconds" in measured[0]:
+                        row[impl]["startup_seconds"] = statistics.median(m["startup_seconds"] for m in measured)
             results["rates"][algo] = row
         if args.ddp:
             single = results["rates"].get("TD3BC", {}).get("lit") or run_child([*me, "--worker", "lit:TD3BC",
@@ -473,6 +489,10 @@ def main() -> None:
             if rate.get("lit-k"):
                 print(f"| {algo} (updates_per_step {args.updates_per_step}) | {fmt('lit-k')} | | | "
                       f"{ratio('lit-k', 'plain')} | | |")
+            if rate.get("lit-cu"):
+                k = f", updates_per_step {args.updates_per_step}" if args.updates_per_step > 1 else ""
+                print(f"| {algo} (CompileUpdate{k}; start-up {row['lit-cu']['startup_seconds']:.0f} s) | "
+                      f"{fmt('lit-cu')} | | | {ratio('lit-cu', 'plain')} | {ratio('lit-cu', 'd3rlpy')} | |")
             if rate.get("compiled"):
                 print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {fmt('compiled')} | | | "
                       f"{ratio('compiled', 'plain')} | | |")

@@ -260,6 +260,54 @@ class CompileNetworks(Callback):
                 child.compile(mode=self.mode, dynamic=self.dynamic)
 
 
+class CompileUpdate(Callback):
+    """Compile each whole update (`--trainer.callbacks+=CompileUpdate`): targets, losses, gradients, Adam steps
+    and target averaging traced by `torch.compile` into a few graphs, in place of eager ops and Lightning's
+    per-step wrappers (`lit_offrl.algos.compiled`). The algorithm's `update` is unchanged and so are its results, to
+    float tolerance (the same random numbers with `exact_random`); checkpoints hold ordinary Adam state, so a run
+    resumes with or without the callback. Compilation happens at the first updates (each branch of an update, e.g.
+    TD3's actor step every other update, is one more graph; the time is logged); Inductor caches the generated code
+    on disk, so later runs of the same shapes start faster.
+
+    `mode` and `backend` are passed to `torch.compile` ("reduce-overhead" adds CUDA graphs on a GPU; backend
+    "eager" traces without generating code, for checking). One device, precision 32 or bf16-mixed, Adam optimizers:
+    anything else is refused before the first update.
+    """
+
+    def __init__(self, mode: str | None = None, fullgraph: bool = False, exact_random: bool = True,
+                 backend: str = "inductor"):
+        self.mode, self.fullgraph, self.exact_random, self.backend = mode, fullgraph, exact_random, backend
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            return
+        if trainer.world_size > 1:
+            raise UserError("CompileUpdate runs on one device: its traced gradients are not all-reduced across "
+                            f"{trainer.world_size} processes. Train with DDP without CompileUpdate.")
+        precision = str(trainer.precision)
+        if precision not in ("32-true", "32", "bf16-mixed", "bf16"):
+            raise UserError(f"CompileUpdate supports precision 32-true and bf16-mixed, not {precision} (16-mixed "
+                            f"scales the loss in manual_backward, which the traced update does not call).")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from lit_offrl.algos.compiled import CompiledUpdate
+
+        pl_module._compiled = CompiledUpdate(pl_module, mode=self.mode, fullgraph=self.fullgraph,
+                                             exact_random=self.exact_random, backend=self.backend)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._remove(pl_module)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._remove(pl_module)
+
+    @staticmethod
+    def _remove(pl_module) -> None:
+        if pl_module._compiled is not None:
+            pl_module._compiled.close()
+            pl_module._compiled = None
+
+
 class RecordVideo(Callback):
     """Log a video of one evaluation episode to TensorBoard every `every_n_validations` evaluations during fit
     (`--trainer.callbacks+=RecordVideo`): the deterministic policy from the first validation seed

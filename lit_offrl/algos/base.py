@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from lit_offrl.algos import compiled
 from lit_offrl.data.buffer import Batch, batch_seed
 from lit_offrl.errors import NonFiniteLossError, UserError
 from lit_offrl.evaluation.rollout import make_vector_env, rollout_episodes
@@ -63,6 +64,7 @@ class OfflineRLModule(L.LightningModule):
         self._last_metrics: dict[str, Tensor] = {}
         self._timer: tuple[float, int] | None = None
         self._eval_envs = None
+        self._compiled: compiled.CompiledUpdate | None = None  # set by lit_offrl.callbacks.CompileUpdate
         self.val_return = MeanMetric()
         self.val_normalized_score = MeanMetric()
         self.val_episode_length = MeanMetric()
@@ -80,7 +82,17 @@ class OfflineRLModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------- shared helpers
     def optimize(self, loss: Tensor, optimizer, clip: float | None = None) -> None:
-        """zero_grad, backward (precision- and strategy-aware), clip the gradient norm to `clip`, step."""
+        """zero_grad, backward (precision- and strategy-aware), clip the gradient norm to `clip`, step. Inside a
+        compiled update (`CompileUpdate`): the same step traced (`lit_offrl.algos.compiled`)."""
+        if self._compiled is not None:
+            traced = self._compiled.traced(optimizer)
+            wanted = [i for i, p in enumerate(traced.params) if p.requires_grad]
+            found = torch.autograd.grad(loss, [traced.params[i] for i in wanted], allow_unused=True)
+            grads: list[Tensor | None] = [None] * len(traced.params)
+            for i, grad in zip(wanted, found):
+                grads[i] = grad
+            traced.step_(grads if clip is None else compiled.clip_grad_norm_(grads, clip))
+            return
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self._clip = clip
@@ -102,12 +114,15 @@ class OfflineRLModule(L.LightningModule):
             fused = self.device.type == "cuda"
         return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
 
-    @staticmethod
     @contextlib.contextmanager
-    def frozen(*modules: nn.Module):
+    def frozen(self, *modules: nn.Module):
         """Inside the block the parameters of `modules` record no gradient, while gradients still flow through
         them to their inputs: an actor loss through the critic then skips the critic's weight gradients (a third
-        of its backward), and under DDP they are not all-reduced. Their values, and the results, are unchanged."""
+        of its backward), and under DDP they are not all-reduced. Their values, and the results, are unchanged.
+        A compiled update takes each loss's gradients for its optimizer's parameters only: nothing to freeze."""
+        if self._compiled is not None:
+            yield
+            return
         params = [p for module in modules for p in module.parameters() if p.requires_grad]
         for p in params:
             p.requires_grad_(False)
@@ -116,6 +131,16 @@ class OfflineRLModule(L.LightningModule):
         finally:
             for p in params:
                 p.requires_grad_(True)
+
+    def optimizers(self, use_pl_optimizer: bool = True):
+        if self._compiled is not None:  # inside a compiled update: the torch.optim objects (see optimize)
+            return self._compiled.optimizers
+        return super().optimizers(use_pl_optimizer)
+
+    def lr_schedulers(self):
+        if self._compiled is not None:
+            return self._compiled.schedulers
+        return super().lr_schedulers()
 
     @staticmethod
     @torch.no_grad()
@@ -209,15 +234,20 @@ class OfflineRLModule(L.LightningModule):
         # A list: the data module's `updates_per_step` minibatches, one update each (the same updates as one per step).
         for minibatch in batch if isinstance(batch, list) else (batch,):
             self._seed_update()
-            metrics = self.update(minibatch)
+            metrics = self._tracked_update(minibatch) if self._compiled is None else self._compiled(minibatch)
             self.num_updates += 1
             self._updates += 1
-            self._track_nonfinite(metrics)
             if self._updates % self.trainer.log_every_n_steps == 0:
                 self.check_finite()
                 self._log_train(metrics)
         if 0 < self.max_updates <= self._updates:
             self.trainer.should_stop = True
+
+    def _tracked_update(self, batch: Batch) -> dict[str, Tensor]:
+        """`update`, then the non-finite check's bookkeeping (one function: what CompileUpdate compiles)."""
+        metrics = self.update(batch)
+        self._track_nonfinite(metrics)
+        return metrics
 
     def _track_nonfinite(self, metrics: dict[str, Tensor]) -> None:
         self._last_metrics = metrics
