@@ -32,7 +32,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import lit_offrl.algos  # noqa: F401  (registers the algorithms so `--model IQL` resolves)
-from lit_offrl.algos.base import OfflineRLModule
+from lit_offrl.algos.base import OfflineRLModule, check_update_counts
 from lit_offrl.callbacks import UpdateCheckpoint, UpdatesProgressBar
 from lit_offrl.data.datamodule import OfflineDataModule
 from lit_offrl.data.online import OnlineDataModule  # noqa: F401  (registers `--data OnlineDataModule`)
@@ -391,13 +391,10 @@ def _check_updates_per_step(config) -> None:
         return  # 1 (or a value the data module itself refuses: its one line says why)
     interval = config.trainer.get("val_check_interval")
     checkpoint = config.get("checkpoint")
-    for name, value in (("trainer.max_steps", config.trainer.get("max_steps")),
-                        ("trainer.val_check_interval", interval if isinstance(interval, int) else None),
-                        ("checkpoint.every_n_updates", checkpoint.get("every_n_updates") if checkpoint else None)):
-        if isinstance(value, int) and value > 0 and value % per_step:
-            raise UserError(f"--{name} {value} is not a multiple of --data.updates_per_step {per_step}: both count "
-                            f"updates, and a training step runs {per_step}. Pick a multiple (e.g. "
-                            f"{-(-value // per_step) * per_step}) or another updates_per_step.")
+    check_update_counts([("trainer.max_steps", config.trainer.get("max_steps")),
+                         ("trainer.val_check_interval", interval if isinstance(interval, int) else None),
+                         ("checkpoint.every_n_updates", checkpoint.get("every_n_updates") if checkpoint else None)],
+                        per_step, prefix="--")
 
 
 def _place_default_logger(config) -> None:

@@ -204,12 +204,8 @@ class OfflineRLModule(L.LightningModule):
         if per_step == 1:
             trainer.val_check_interval = interval
             return
-        for name, value in (("trainer.max_steps", trainer._lit_offrl_max_updates),
-                            ("trainer.val_check_interval", interval if isinstance(interval, int) else None)):
-            if value is not None and value > 0 and value % per_step:
-                raise UserError(f"{name} {value} is not a multiple of data.updates_per_step {per_step}: both count "
-                                f"updates, and a training step runs {per_step}. Pick a multiple (e.g. "
-                                f"{-(-value // per_step) * per_step}) or another updates_per_step.")
+        check_update_counts([("trainer.max_steps", trainer._lit_offrl_max_updates),
+                             ("trainer.val_check_interval", interval if isinstance(interval, int) else None)], per_step)
         if isinstance(interval, int):
             trainer.val_check_interval = trainer._lit_offrl_val_check_written = interval // per_step
 
@@ -415,6 +411,17 @@ class OfflineRLModule(L.LightningModule):
         finished = progress["total"]["completed"] < progress["total"]["ready"]  # saved at the end of a step
         for counts in (progress["total"], progress["current"]):
             counts.update(ready=steps, started=steps, processed=steps, completed=steps - 1 if finished else steps)
+
+
+def check_update_counts(counts: list[tuple[str, Any]], per_step: int, prefix: str = "") -> None:
+    """Raise `UserError` for the first (name, value) whose positive integer value is not a multiple of
+    `data.updates_per_step` `per_step` (a training step runs that many updates; `prefix`: "--" for the CLI's
+    flag names). Values that are None or not integers are not update counts and are skipped."""
+    for name, value in counts:
+        if isinstance(value, int) and value > 0 and value % per_step:
+            raise UserError(f"{prefix}{name} {value} is not a multiple of {prefix}data.updates_per_step {per_step}: "
+                            f"both count updates, and a training step runs {per_step}. Pick a multiple (e.g. "
+                            f"{-(-value // per_step) * per_step}) or another updates_per_step.")
 
 
 def slurm_job_id() -> str | None:

@@ -66,12 +66,11 @@ def init_adam_state(optimizer: torch.optim.Adam) -> None:
 
 
 class TracedAdam:
-    """One torch.optim.Adam seen as plain lists (parameters, their state tensors, their group's hyperparameters)
+    """One torch.optim.Adam (checked with `check_optimizer` by `CompiledUpdate`) seen as plain lists (parameters, their state tensors, their group's hyperparameters)
     for the traced step; made at the start of each fit's first update, after a checkpoint has been restored
     (loading an optimizer state dict replaces its state tensors)."""
 
     def __init__(self, optimizer: torch.optim.Adam):
-        check_optimizer(optimizer)
         init_adam_state(optimizer)
         self.optimizer = optimizer
         self.params: list[Tensor] = []
@@ -172,7 +171,6 @@ class CompiledUpdate:
                  exact_random: bool = True, backend: str = "inductor"):
         from lightning.pytorch import LightningModule
 
-        self.module, self.exact_random = module, exact_random
         self.optimizers = LightningModule.optimizers(module, use_pl_optimizer=False)
         schedulers = LightningModule.lr_schedulers(module)
         self.schedulers = None if schedulers is None else DeferredSchedulers(schedulers)
