@@ -114,13 +114,15 @@ class OfflineRLModule(L.LightningModule):
             fused = self.device.type == "cuda"
         return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)
 
+    @staticmethod
     @contextlib.contextmanager
-    def frozen(self, *modules: nn.Module):
+    def frozen(*modules: nn.Module):
         """Inside the block the parameters of `modules` record no gradient, while gradients still flow through
         them to their inputs: an actor loss through the critic then skips the critic's weight gradients (a third
         of its backward), and under DDP they are not all-reduced. Their values, and the results, are unchanged.
-        A compiled update takes each loss's gradients for its optimizer's parameters only: nothing to freeze."""
-        if self._compiled is not None:
+        While a compiled update is installed (`CompileUpdate`) it does nothing: the traced `optimize` takes each
+        loss's gradients for its optimizer's parameters only, and a requires_grad toggle would break the graph."""
+        if compiled.installed():
             yield
             return
         params = [p for module in modules for p in module.parameters() if p.requires_grad]
@@ -252,7 +254,8 @@ class OfflineRLModule(L.LightningModule):
         # The sum is non-finite iff a value is; once set, the first non-finite update is kept. No host sync.
         total = torch.stack([value.detach().reshape(()) for value in metrics.values()]).float().sum()
         first = self.first_nonfinite_update
-        first.copy_(torch.where(total.isfinite() | (first >= 0), first, self.num_updates))
+        # Called before num_updates counts this update (inside the compiled update): this update is num_updates + 1.
+        first.copy_(torch.where(total.isfinite() | (first >= 0), first, self.num_updates + 1))
 
     def check_finite(self) -> None:
         """Raise `NonFiniteLossError` if a logged loss has been NaN/inf or a parameter is NaN/inf.

@@ -134,6 +134,14 @@ class DeferredSchedulers:
             scheduler.step()
 
 
+_INSTALLED = [0]  # compiled updates installed now (`_Settings.apply` .. `restore`): `OfflineRLModule.frozen` reads it
+
+
+def installed() -> bool:
+    """Whether a compiled update is installed (between the start and the end of a CompileUpdate training)."""
+    return _INSTALLED[0] > 0
+
+
 class _Settings:
     """Dynamo's and Inductor's settings for a traced update, set while the compiled update is installed (from the
     start of training to its end): trace `torch.autograd.grad`; take integer attributes of the module (the update
@@ -155,12 +163,14 @@ class _Settings:
             self.saved = [getattr(config, name) for config, name, _ in self.values]
             for config, name, value in self.values:
                 setattr(config, name, value)
+            _INSTALLED[0] += 1
 
     def restore(self) -> None:
         if self.saved is not None:
             for (config, name, _), value in zip(self.values, self.saved):
                 setattr(config, name, value)
             self.saved = None
+            _INSTALLED[0] -= 1
 
 
 class CompiledUpdate:
