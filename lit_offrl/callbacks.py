@@ -295,6 +295,11 @@ class CompileUpdate(Callback):
         pl_module._compiled = CompiledUpdate(pl_module, mode=self.mode, fullgraph=self.fullgraph,
                                              exact_random=self.exact_random, backend=self.backend)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        # Before UpdateCheckpoint's hook (Lightning runs checkpoint callbacks last), which reads global_step.
+        if pl_module._compiled is not None:
+            pl_module._compiled.count_steps(trainer)
+
     def on_train_end(self, trainer, pl_module) -> None:
         self._remove(pl_module)
 

@@ -131,6 +131,9 @@ class DeferredSchedulers:
     @torch._dynamo.disable
     def step(self) -> None:
         for scheduler in self._schedulers:
+            # The traced Adam step does not go through optimizer.step(), which is what marks an optimizer as
+            # stepped for the scheduler's "lr_scheduler.step() before optimizer.step()" check: it has been.
+            scheduler.optimizer._opt_called = True
             scheduler.step()
 
 
@@ -189,6 +192,7 @@ class CompiledUpdate:
             check_optimizer(optimizer)
         self._listed = listed
         self._traced: list[TracedAdam] | None = None
+        self._steps_counted = 0
         self.settings = _Settings(exact_random)
         self.function = torch.compile(module._tracked_update, backend=backend, mode=mode, fullgraph=fullgraph,
                                       dynamic=dynamic)
@@ -203,10 +207,29 @@ class CompiledUpdate:
     def __call__(self, batch):
         if self._traced is None:  # the first update of this fit, after any checkpoint was restored
             self._traced = [TracedAdam(optimizer) for optimizer in self._listed]
+            self._steps_counted = self.optimizer_steps()
         for traced in self._traced:
             traced.refresh_learning_rates()
         self.settings.apply()
         return self.function(batch)
+
+    def optimizer_steps(self) -> int:
+        """Optimizer steps taken so far, summed over the optimizers (each one's largest Adam `step`)."""
+        counts = [torch.stack([slot[0] for slot in traced.slots]).max() for traced in self._traced if traced.slots]
+        return int(torch.stack(counts).sum().item()) if counts else 0
+
+    def count_steps(self, trainer) -> None:
+        """Advance Lightning's count of optimizer steps (`trainer.global_step`, which checkpointing reads) by the
+        traced steps since the last call, as `LightningOptimizer.step` would have one by one (one host read of
+        the step counters per training step)."""
+        if self._traced is None:
+            return
+        now = self.optimizer_steps()
+        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        for tracker in (progress.total, progress.current):
+            tracker.ready += now - self._steps_counted
+            tracker.completed += now - self._steps_counted
+        self._steps_counted = now
 
     def close(self) -> None:
         """Put Dynamo's and Inductor's settings back (the end of training)."""
