@@ -245,6 +245,8 @@ def worker(args) -> dict:
     from lit_offrl.data.datamodule import OfflineDataModule
 
     impl, algo = args.worker.split(":")
+    if impl.endswith("-bf16"):  # the same column under bf16 autocast (Lightning's bf16-mixed)
+        impl, args.precision = impl[:-len("-bf16")], "bf16-mixed"
     per_step = max(args.updates_per_step, 1) if impl in ("lit-k", "lit-cu") else 1
     dm = OfflineDataModule(args.dataset_id, batch_size=args.batch_size, eval_episodes=0, updates_per_step=per_step)
     dm.setup("fit")
@@ -373,7 +375,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--precision", default="32-true", help="of every lit_offrl column")
+    parser.add_argument("--bf16", action="store_true", help="also the lit_offrl columns under bf16-mixed (the plain "
+                        "loop and d3rlpy stay float32)")
     parser.add_argument("--dataset-id", default="lit-offrl/pointmaze/umaze-v0")
     parser.add_argument("--no-d3rlpy", action="store_true")
     parser.add_argument("--ddp", type=int, default=0, help="also run lit_offrl TD3BC with DDP over this many processes")
@@ -428,7 +432,9 @@ def main() -> None:
         arrays = d3rlpy_arrays(args) if d3_python else None
         d3 = d3_python and not args.hidden  # d3rlpy's networks are its defaults' sizes
         impls = ["lit", *(["lit-k"] if args.updates_per_step > 1 else []),
-                 *(["lit-cu"] if args.compile_update else []), "plain",
+                 *(["lit-cu"] if args.compile_update else []),
+                 *(["lit-bf16"] if args.bf16 else []), *(["lit-cu-bf16"] if args.bf16 and args.compile_update else []),
+                 "plain",
                  *(["plain-compiled"] if args.plain_compiled else []), *(["compiled"] if args.compiled else []),
                  *(["d3rlpy"] if d3 else []), *(["d3rlpy-compiled"] if d3 and args.d3rlpy_compiled else [])]
         for algo in args.algos:
@@ -489,10 +495,15 @@ def main() -> None:
             if rate.get("lit-k"):
                 print(f"| {algo} (updates_per_step {args.updates_per_step}) | {fmt('lit-k')} | | | "
                       f"{ratio('lit-k', 'plain')} | | |")
+            k = f", updates_per_step {args.updates_per_step}" if args.updates_per_step > 1 else ""
             if rate.get("lit-cu"):
-                k = f", updates_per_step {args.updates_per_step}" if args.updates_per_step > 1 else ""
                 print(f"| {algo} (CompileUpdate{k}; start-up {row['lit-cu']['startup_seconds']:.0f} s) | "
                       f"{fmt('lit-cu')} | | | {ratio('lit-cu', 'plain')} | {ratio('lit-cu', 'd3rlpy')} | |")
+            for extra, label in (("lit-bf16", "bf16-mixed"), ("lit-cu-bf16", f"bf16-mixed + CompileUpdate{k}")):
+                if rate.get(extra):
+                    startup = f"; start-up {row[extra]['startup_seconds']:.0f} s" if "cu" in extra else ""
+                    print(f"| {algo} ({label}{startup}) | {fmt(extra)} | | | {ratio(extra, 'plain')} | "
+                          f"{ratio(extra, 'd3rlpy')} | |")
             if rate.get("compiled"):
                 print(f"| {algo} (CompileNetworks, {args.compile_mode}) | {fmt('compiled')} | | | "
                       f"{ratio('compiled', 'plain')} | | |")

@@ -69,6 +69,15 @@ def test_trainer_presets_compose_with_an_algorithm_config(preset, key, value, ma
     assert printed["model"]["init_args"]["alpha"] == 2.5 and printed["trainer"]["max_steps"] == 1_000_000
 
 
+def test_compiled_preset_composes_with_an_algorithm_config(maze_root, tmp_path):
+    result = run_cli(["fit", "--config", str(REPO / "configs/td3bc/pointmaze.yaml"), "--config",
+                      str(REPO / "configs/trainer/compiled.yaml"), "--print_config"], maze_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = yaml.safe_load(result.stdout)
+    assert [c["class_path"] for c in printed["trainer"]["callbacks"]] == ["lit_offrl.callbacks.CompileUpdate"]
+    assert printed["data"]["init_args"]["updates_per_step"] == 8 and printed["trainer"]["max_steps"] % 8 == 0
+
+
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", *ALGORITHM_CONFIGS])
 def test_shipped_config_names_a_dataset_the_project_can_build(config):
     """The dataset a config trains on by default is one `lit-offrl datasets make` builds (the hub is unreachable, and
