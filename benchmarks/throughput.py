@@ -496,12 +496,10 @@ def main() -> None:
                 print(f"| {algo} (updates_per_step {args.updates_per_step}) | {fmt('lit-k')} | | | "
                       f"{ratio('lit-k', 'plain')} | | |")
             k = f", updates_per_step {args.updates_per_step}" if args.updates_per_step > 1 else ""
-            if rate.get("lit-cu"):
-                print(f"| {algo} (CompileUpdate{k}; start-up {row['lit-cu']['startup_seconds']:.0f} s) | "
-                      f"{fmt('lit-cu')} | | | {ratio('lit-cu', 'plain')} | {ratio('lit-cu', 'd3rlpy')} | |")
-            for extra, label in (("lit-bf16", "bf16-mixed"), ("lit-cu-bf16", f"bf16-mixed + CompileUpdate{k}")):
+            for extra, label in (("lit-cu", f"CompileUpdate{k}"), ("lit-bf16", "bf16-mixed"),
+                                 ("lit-cu-bf16", f"bf16-mixed + CompileUpdate{k}")):
                 if rate.get(extra):
-                    startup = f"; start-up {row[extra]['startup_seconds']:.0f} s" if "cu" in extra else ""
+                    startup = f"; start-up {row[extra]['startup_seconds']:.0f} s" if "-cu" in extra else ""
                     print(f"| {algo} ({label}{startup}) | {fmt(extra)} | | | {ratio(extra, 'plain')} | "
                           f"{ratio(extra, 'd3rlpy')} | |")
             if rate.get("compiled"):

@@ -91,7 +91,6 @@ def test_what_it_does_not_implement_is_refused():
         check_optimizer(torch.optim.Adam([w], amsgrad=True))
 
 
-
 class StopAt(L.Callback):
     """Stops the run after `updates` updates (as a kill would, but with UpdateCheckpoint's last.ckpt written)."""
 
