@@ -55,6 +55,34 @@ def test_traced_update_matches_eager(cls, maze_root, monkeypatch):
     assert traced._compiled is None  # removed at the end of training: validation and later fits run eagerly
 
 
+def test_scheduler_step_is_deferred_not_a_graph_break(maze_root, monkeypatch):
+    """IQL's cosine actor schedule, stepped in the middle of its update, is counted there and run after it: the
+    update is one graph, compiled once for all 6 updates, and the weights and the actor's learning rate are eager's.
+    An update that steps an optimizer after the scheduler is refused (its rate would differ from eager's)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(maze_root))
+    from lit_offrl.algos import IQL
+
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    eager = fit(IQL, 6)
+    traced = fit(IQL, 6, [CompileUpdate(backend=counting)])
+    assert len(graphs) == 1
+    assert_close(eager, traced, 1e-5)
+    assert traced.optimizers()[0].param_groups[0]["lr"] == eager.optimizers()[0].param_groups[0]["lr"] < 3e-4
+
+    class SchedulerFirst(IQL):
+        def update(self, batch):
+            self.lr_schedulers().step()
+            return super().update(batch)
+
+    with pytest.raises(UserError, match="steps an optimizer after calling lr_schedulers"):
+        fit(SchedulerFirst, 2, [CompileUpdate(backend="eager")])
+
+
 def test_traced_adam_and_clipping_are_torchs():
     """Five Adam steps (L2 weight decay) from the traced step equal torch.optim.Adam's; the clipping rule equals
     torch.nn.utils.clip_grad_norm_."""

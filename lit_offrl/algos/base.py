@@ -233,7 +233,6 @@ class OfflineRLModule(L.LightningModule):
         for minibatch in batch if isinstance(batch, list) else (batch,):
             self._seed_update()
             metrics = self._tracked_update(minibatch) if self._compiled is None else self._compiled(minibatch)
-            self.num_updates += 1
             self._updates += 1
             if self._updates % self.trainer.log_every_n_steps == 0:
                 self.check_finite()
@@ -242,9 +241,11 @@ class OfflineRLModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def _tracked_update(self, batch: Batch) -> dict[str, Tensor]:
-        """`update`, then the non-finite check's bookkeeping (one function: what CompileUpdate compiles)."""
+        """`update`, the non-finite check's bookkeeping and the count of updates (one function: what CompileUpdate
+        compiles, so the count is part of its graph, not another operation beside it)."""
         metrics = self.update(batch)
         self._track_nonfinite(metrics)
+        self.num_updates.add_(1)
         return metrics
 
     def _track_nonfinite(self, metrics: dict[str, Tensor]) -> None:

@@ -12,9 +12,9 @@ make an update traceable without changing what the algorithm's `update` says:
   (`exp_avg`, `exp_avg_sq`, `step`), so checkpoints, resume and a later eager run see an ordinary Adam;
 * `self.optimizers()` returns the raw `torch.optim` objects and `self.frozen(...)` does nothing (the gradients
   are taken with respect to the optimizer's parameters only, so nothing else is computed anyway);
-* a learning-rate scheduler's `step()` runs eagerly where the update calls it (`torch._dynamo.disable`), and
-  each group's learning rate reaches the graph as a tensor refreshed before every update (no recompilation
-  as it decays).
+* a learning-rate scheduler's `step()` is counted where the update calls it and run eagerly right after the
+  update (`DeferredSchedulers`: no graph break), and each group's learning rate reaches the graph as a tensor
+  refreshed before every update (no recompilation as it decays).
 
 Randomness: the update's draws (TD3's target noise, SAC's samples) come from the same global generator,
 seeded before every update as in eager mode; with `exact_random=True` (the default) Inductor calls the eager
@@ -76,6 +76,7 @@ class TracedAdam:
         self.params: list[Tensor] = []
         self.slots: list[tuple[Tensor, Tensor, Tensor, Tensor, float, float, float, float]] = []
         self.lrs = [torch.zeros((), dtype=torch.float64) for _ in optimizer.param_groups]
+        self._written: list[float | None] = [None] * len(self.lrs)  # the rate each tensor holds
         for index, group in enumerate(optimizer.param_groups):
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -85,9 +86,13 @@ class TracedAdam:
                                    float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"])))
 
     def refresh_learning_rates(self) -> None:
-        """Copy each group's learning rate (a scheduler may have changed it) into the tensor the graph reads."""
-        for tensor, group in zip(self.lrs, self.optimizer.param_groups):
-            tensor.fill_(float(group["lr"]))
+        """Copy each group's learning rate (a scheduler may have changed it) into the tensor the graph reads, where
+        it changed (a tensor write costs microseconds: most of a 2x32 update's budget beside the graph)."""
+        for index, group in enumerate(self.optimizer.param_groups):
+            lr = float(group["lr"])
+            if lr != self._written[index]:
+                self.lrs[index].fill_(lr)
+                self._written[index] = lr
 
     @torch.no_grad()
     def step_(self, grads: list[Tensor | None]) -> None:
@@ -123,18 +128,37 @@ def clip_grad_norm_(grads: list[Tensor | None], max_norm: float) -> list[Tensor 
 
 
 class DeferredSchedulers:
-    """What `self.lr_schedulers()` returns inside a compiled update: the real scheduler(s), stepped eagerly."""
+    """What `self.lr_schedulers()` returns inside a compiled update: the real scheduler(s), stepped eagerly right
+    after the traced update returns (`flush`), as many times as the update called `step()`.
+
+    Stepping them where the update calls `step()` would break the graph there (a scheduler is Python arithmetic on
+    the optimizer's param groups): two graphs and a Python round trip per update. Deferred, the update is one
+    graph and every later optimizer step still sees the new learning rate (each group's rate reaches the graph as
+    a tensor refreshed before every update), so the arithmetic is eager's exactly, with one condition: the update
+    steps no optimizer after calling `step()` (in eager mode that step would already use the new rate). That is
+    checked while the update is traced (`check_no_pending`), and refused with one line."""
 
     def __init__(self, schedulers):
         self._schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        self.pending = 0  # step() calls by the running update; a Python int, so Dynamo replays it after the graph
 
-    @torch._dynamo.disable
     def step(self) -> None:
-        for scheduler in self._schedulers:
-            # The traced Adam step does not go through optimizer.step(), which is what marks an optimizer as
-            # stepped for the scheduler's "lr_scheduler.step() before optimizer.step()" check: it has been.
-            scheduler.optimizer._opt_called = True
-            scheduler.step()
+        self.pending += 1
+
+    def check_no_pending(self) -> None:
+        if self.pending:
+            raise UserError("under CompileUpdate a learning-rate scheduler steps after the update, but this update "
+                            "steps an optimizer after calling lr_schedulers().step(): call it after the update's "
+                            "last optimizer step, or train without CompileUpdate.")
+
+    def flush(self) -> None:
+        steps, self.pending = self.pending, 0
+        for _ in range(steps):
+            for scheduler in self._schedulers:
+                # The traced Adam step does not go through optimizer.step(), which is what marks an optimizer as
+                # stepped for the scheduler's "lr_scheduler.step() before optimizer.step()" check: it has been.
+                scheduler.optimizer._opt_called = True
+                scheduler.step()
 
 
 _INSTALLED = [0]  # compiled updates installed now (`_Settings.apply` .. `restore`): `OfflineRLModule.frozen` reads it
@@ -198,6 +222,8 @@ class CompiledUpdate:
                                       dynamic=dynamic)
 
     def traced(self, optimizer) -> TracedAdam:
+        if self.schedulers is not None:
+            self.schedulers.check_no_pending()
         for traced in self._traced:
             if traced.optimizer is optimizer:
                 return traced
@@ -211,7 +237,10 @@ class CompiledUpdate:
         for traced in self._traced:
             traced.refresh_learning_rates()
         self.settings.apply()
-        return self.function(batch)
+        metrics = self.function(batch)
+        if self.schedulers is not None:
+            self.schedulers.flush()
+        return metrics
 
     def optimizer_steps(self) -> int:
         """Optimizer steps taken so far, summed over the optimizers (each one's largest Adam `step`)."""
