@@ -10,6 +10,14 @@ benchmarks/plot.py). `--jobs` runs that many fits at once, splitting the CPU thr
 log already holds the final evaluation is not repeated. Prints a markdown table (final score, mean ± std over
 seeds) and writes every curve as JSON. A variant of one algorithm (extra CLI arguments after `--`) gets its own
 run folders with `--label`, e.g. `--algos IQL --label IQLconstlr -- --model.actor_cosine_decay false`.
+
+`--impl d3rlpy` trains d3rlpy 2.x instead (TD3BC, IQL, AWAC, BC; `benchmarks/d3rlpy_train.py`, in d3rlpy's own
+virtual environment, made on first use as `throughput.py` makes it) on the same dataset's raw arrays, saves its greedy
+policy every `--eval-every` updates, and evaluates each saved policy here with lit_offrl's evaluation (the same
+episodes, seeds and reference returns as a lit_offrl run); its rows are named d3rlpy<ALGO>:
+
+    python benchmarks/scores.py --impl d3rlpy --algos TD3BC IQL --datasets lit-offrl/hopper/medium-replay-v0 \
+        --seeds 0 1 2 --steps 20000 --eval-every 5000 --eval-episodes 10 --jobs 2 --out benchmarks/results/X.json
 """
 
 from __future__ import annotations
@@ -120,6 +128,79 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
     return {"curve": points, "seconds": seconds}
 
 
+def d3rlpy_arrays(dataset_id: str) -> Path:
+    """The dataset's raw transitions (observations and rewards as recorded, no lit_offrl normalization) as the
+    per-step arrays d3rlpy's MDPDataset takes, written once; each episode's last step is a terminal or a timeout."""
+    path = RUNS / "d3rlpy_arrays" / f"{dataset_id.replace('/', '_')}.npz"
+    if path.exists():
+        return path
+    from lit_offrl.data import minari_io
+
+    data = minari_io.load(minari_io.resolve(dataset_id))
+    ends = np.zeros(len(data.rewards), dtype=np.float32)
+    ends[np.asarray(data.episode_ends) - 1] = 1.0
+    terminals = np.asarray(data.terminals, dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, observations=data.observations, actions=data.actions, rewards=data.rewards,
+             terminals=terminals, timeouts=np.clip(ends - terminals, 0.0, 1.0))
+    partial.rename(path)
+    return path
+
+
+def evaluate_policy_file(policy_path: Path, dataset_id: str, episodes: int) -> float:
+    """Mean normalized score of a TorchScript policy (raw observations in, env actions out) over the evaluation
+    episodes a lit_offrl run of `dataset_id` with `--data.eval_episodes episodes` plays."""
+    import torch
+
+    from lit_offrl.data.datamodule import OfflineDataModule
+    from lit_offrl.evaluation.rollout import make_vector_env, rollout_episodes
+
+    dm = OfflineDataModule(dataset_id, eval_episodes=episodes)
+    policy = torch.jit.load(str(policy_path))
+    envs = make_vector_env(dm.make_eval_env, episodes)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    try:
+        with torch.no_grad():
+            outcomes = rollout_episodes(
+                lambda obs: np.clip(policy(torch.as_tensor(obs, dtype=torch.float32)).numpy(), low, high),
+                envs, dm.episode_seeds(), dm.observation_space)
+    finally:
+        envs.close()
+    score = dm.normalized_score(torch.as_tensor(outcomes.returns))
+    if score is None:
+        raise SystemExit(f"{dataset_id} has no reference returns: no normalized score to compare")
+    return float(score.mean())
+
+
+def fit_d3rlpy(algo: str, dataset_id: str, seed: int, args) -> dict:
+    name = run_name(dataset_id, f"d3rlpy{algo}", seed, args.steps)
+    out = RUNS / name
+    done = out / "curve.json"
+    if done.exists():
+        return {**json.loads(done.read_text()), "cached": True}
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from throughput import ensure_d3rlpy_venv
+
+    python = ensure_d3rlpy_venv()
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [str(python), str(REPO / "benchmarks" / "d3rlpy_train.py"), algo, str(d3rlpy_arrays(dataset_id)), str(out),
+           "--steps", str(args.steps), "--eval-every", str(args.eval_every), "--seed", str(seed)]
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"{name} failed ({time.time() - start:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
+        return {"curve": [], "seconds": time.time() - start, "failed": True}
+    train_seconds = time.time() - start
+    points = [(step, evaluate_policy_file(out / f"policy_{step}.pt", dataset_id, args.eval_episodes))
+              for step in range(args.eval_every, args.steps + 1, args.eval_every)]
+    run = {"curve": points, "seconds": time.time() - start, "train_seconds": train_seconds}
+    done.write_text(json.dumps(run))
+    print(f"{name}: final normalized score {points[-1][1]:.1f} ({run['seconds']:.0f} s)", flush=True)
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", required=True)
@@ -133,20 +214,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--label", default=None, help="one algorithm run with other settings (the extra arguments): "
                         "its name in run folders and tables, letters and digits (e.g. IQLconstlr)")
+    parser.add_argument("--impl", choices=("lit_offrl", "d3rlpy"), default="lit_offrl",
+                        help="d3rlpy: train d3rlpy (its reproduction settings) and score it with lit_offrl's evaluation")
     parser.add_argument("extra", nargs="*", help="extra CLI arguments after --, passed to every fit")
     args = parser.parse_args()
+    if args.impl == "d3rlpy" and (args.label or args.extra):
+        parser.error("--impl d3rlpy runs d3rlpy's own settings: no --label or extra lit_offrl arguments")
     if args.label is not None and (len(args.algos) != 1 or not args.label.isalnum()):
         parser.error("--label names one algorithm's variant: give one --algos and a label of letters and digits")
 
     jobs = [(algo, dataset_id, seed) for dataset_id in args.datasets for algo in args.algos for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        finished = list(pool.map(lambda job: fit(*job, args), jobs))
+        finished = list(pool.map(lambda job: (fit if args.impl == "lit_offrl" else fit_d3rlpy)(*job, args), jobs))
     results: dict = {}
     for (algo, dataset_id, seed), run in zip(jobs, finished):
-        results.setdefault(dataset_id, {}).setdefault(args.label or algo, {})[str(seed)] = run
+        name = args.label or (algo if args.impl == "lit_offrl" else f"d3rlpy{algo}")
+        results.setdefault(dataset_id, {}).setdefault(name, {})[str(seed)] = run
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"steps": args.steps, "eval_every": args.eval_every, "seeds": args.seeds,
-                                    "eval_episodes": args.eval_episodes, "extra": args.extra, "results": results},
+                                    "eval_episodes": args.eval_episodes, "extra": args.extra, "impl": args.impl,
+                                    "results": results},
                                    indent=2))
     for dataset_id, by_algo in results.items():
         print(f"\n{dataset_id}, {args.steps} updates, {len(args.seeds)} seeds, {args.eval_episodes} episodes\n")
