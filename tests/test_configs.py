@@ -58,7 +58,7 @@ def test_shipped_config_trains(config, maze_root, tmp_path, monkeypatch, capsys)
     assert saved["model"]["class_path"].rsplit(".", 1)[-1] == yaml.safe_load((REPO / config).read_text())["model"]["class_path"]
 
 
-@pytest.mark.parametrize("preset, key, value", [("cpu", "accelerator", "cpu"), ("cpu", "precision", "bf16-mixed"),
+@pytest.mark.parametrize("preset, key, value", [("cpu", "accelerator", "cpu"), ("cpu", "precision", "32-true"),
                                                 ("ddp", "strategy", "ddp"),
                                                 ("bf16", "precision", "bf16-mixed"), ("gpu", "accelerator", "gpu")])
 def test_trainer_presets_compose_with_an_algorithm_config(preset, key, value, maze_root, tmp_path):

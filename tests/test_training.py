@@ -157,6 +157,10 @@ def test_bf16_mixed_trains_with_finite_losses(maze_root, tmp_path):
                      REPO / "tests")
     assert result.returncode == 0, result.stderr[-3000:]  # a non-finite loss would have stopped the run (exit 1)
     assert (tmp_path / "dtype.txt").read_text() == "torch.bfloat16", "the critic did not run under bf16 autocast"
+    # One line says so where bf16 is emulated (an AVX2-only CPU), and nothing where the CPU computes it.
+    from lit_offrl.algos.base import cpu_has_bf16
+
+    assert ("it is emulated" in result.stderr) == (not cpu_has_bf16()), result.stderr[-2000:]
     state = load(last_checkpoint(tmp_path))
     assert int(state["state_dict"]["num_updates"]) == 60
     assert all(torch.isfinite(v).all() for v in _params(state).values() if v.is_floating_point())

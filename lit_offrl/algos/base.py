@@ -27,7 +27,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,20 @@ from lit_offrl.algos import compiled
 from lit_offrl.data.buffer import Batch, batch_seed
 from lit_offrl.errors import NonFiniteLossError, UserError
 from lit_offrl.evaluation.rollout import make_vector_env, rollout_episodes
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matmuls natively (AVX512_BF16 or AMX, what oneDNN's bf16 kernels need);
+    without it bf16 autocast on the CPU is emulated, an order of magnitude slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: read the CPU's flags
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return True  # nothing to go by: say nothing
+        return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class OfflineRLModule(L.LightningModule):
@@ -189,6 +203,11 @@ class OfflineRLModule(L.LightningModule):
             self.max_updates = trainer._lit_offrl_max_updates
             trainer.fit_loop.epoch_loop.max_steps = -1
             self._count_steps_in_updates(trainer, int(getattr(datamodule, "updates_per_step", 1)))
+            if "bf16" in str(trainer.precision) and trainer.strategy.root_device.type == "cpu" and not cpu_has_bf16():
+                rank_zero_warn(f"lit_offrl: --trainer.precision {trainer.precision} on a CPU without bfloat16 "
+                               f"arithmetic (no AVX512_BF16 or AMX): it is emulated, about 15x slower than 32-true "
+                               f"(measured on an AVX2 EPYC: TD3+BC 6 against 102 updates/s); use --trainer.precision "
+                               f"32-true here.")
             if isinstance(trainer.strategy, DDPStrategy):
                 # Each loss touches only some parameters (the critic loss never reaches the actor), so DDP must
                 # look for unused parameters at every manual_backward; an explicit user choice is kept.
