@@ -7,7 +7,9 @@ Each run is a real `cli.py fit --config configs/<algo>/<family>.yaml` (family: `
 datasets, `locomotion` otherwise), evaluated every `--eval-every` updates on `--eval-episodes` episodes of the
 dataset's evaluation env; the TensorBoard logs go to benchmarks/runs/<dataset>_<algo>_seed<k>_<steps>/run (read by
 benchmarks/plot.py). `--jobs` runs that many fits at once, splitting the CPU threads between them. A run whose
-log already holds the final evaluation is not repeated. Prints a markdown table (final score, mean ± std over
+log already holds the final evaluation is not repeated; one that was killed resumes from its last checkpoint
+(written every `--eval-every` updates) with `--ckpt_path last`, so a long campaign continues across sessions (its
+"seconds" then count the time between them too). Prints a markdown table (final score, mean ± std over
 seeds) and writes every curve as JSON. A variant of one algorithm (extra CLI arguments after `--`) gets its own
 run folders with `--label`, e.g. `--algos IQL --label IQLconstlr -- --model.actor_cosine_decay false`.
 
@@ -89,7 +91,10 @@ def read_log(run_dir: Path, tags: tuple[str, ...] = ("val/normalized_score",)
         return {}, None
     scalars = EventAccumulator(str(run_dir)).Reload()
     present = scalars.Tags()["scalars"]
-    found = {tag: [(int(e.step) + 1, float(e.value)) for e in scalars.Scalars(tag)] for tag in tags if tag in present}
+    # A resumed run may log an update twice (evaluated, killed before the checkpoint, re-run): the later value counts.
+    found = {tag: sorted({int(e.step) + 1: float(e.value)
+                          for e in sorted(scalars.Scalars(tag), key=lambda e: e.wall_time)}.items())
+             for tag in tags if tag in present}
     times = [e.wall_time for tag in present for e in scalars.Scalars(tag)]
     return found, (max(times) - min(times) if times else None)
 
@@ -105,7 +110,8 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
     points, logged_seconds = curve(RUNS / name / "run")
     if points and points[-1][0] >= args.steps:
         return {"curve": points, "seconds": logged_seconds, "cached": True}
-    if (RUNS / name).exists():
+    resume = (RUNS / name / "run" / "checkpoints" / "last.ckpt").exists()
+    if (RUNS / name).exists() and not resume:
         import shutil
 
         shutil.rmtree(RUNS / name)
@@ -114,9 +120,10 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
     cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(config_for(algo, dataset_id)),
            "--data.dataset_id", dataset_id, "--data.seed", str(seed), "--data.eval_episodes", str(args.eval_episodes),
            "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(args.eval_every),
-           "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.steps),
+           "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.eval_every),
            "--trainer.logger.init_args.save_dir", str(RUNS), "--trainer.logger.init_args.name", name,
-           "--trainer.logger.init_args.version", "run", *phase_args(algo, args.steps), *args.extra]
+           "--trainer.logger.init_args.version", "run", *phase_args(algo, args.steps), *args.extra,
+           *(["--ckpt_path", "last"] if resume else [])]
     start = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     seconds = time.time() - start
@@ -125,7 +132,7 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
         return {"curve": curve(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
     points = curve(RUNS / name / "run")[0]
     print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
-    return {"curve": points, "seconds": seconds}
+    return {"curve": points, "seconds": seconds, **({"resumed": True} if resume else {})}
 
 
 def d3rlpy_arrays(dataset_id: str) -> Path:

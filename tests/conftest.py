@@ -16,6 +16,12 @@ from lit_offrl.data.datamodule import OfflineDataModule
 REPO = Path(__file__).resolve().parent.parent
 MAZE_ID = "lit-offrl/pointmaze/umaze-v0"
 
+# Under pytest-xdist (pyproject's addopts: a worker per core, two on the CI machine) each worker and every process it
+# starts gets one torch thread: two processes with two OpenMP threads each on two cores run ~5x slower each.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def maze_root(tmp_path_factory) -> Path:
