@@ -24,58 +24,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scores import REPO, RUNS, curve, run_name  # noqa: E402
+from scores import REPO, RUNS, cli_fit, run_name  # noqa: E402
 
 SAC_WARMUP = 10_000  # configs/sac/online_hopper.yaml data.warmup_steps
 
 
-def cli_fit(name: str, config: str, args, extra: list[str], steps: int, start: tuple[str, ...] = ()) -> dict:
-    """One `cli.py fit` logged under benchmarks/runs/<name>/run; cached when its log reaches `steps` updates, resumed
-    with `--ckpt_path last` from its last checkpoint (every `--eval-every` updates) when it was killed. `start`: the
-    arguments of a fresh start only (`--finetune_from`)."""
-    points, logged = curve(RUNS / name / "run")
-    if points and points[-1][0] >= steps:
-        return {"curve": points, "seconds": logged, "cached": True}
-    resume = (RUNS / name / "run" / "checkpoints" / "last.ckpt").exists()
-    if (RUNS / name).exists() and not resume:
-        shutil.rmtree(RUNS / name)
-    threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(REPO / config), *extra,
-           "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(args.eval_every),
-           "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.eval_every),
-           "--trainer.logger.init_args.save_dir", str(RUNS), "--trainer.logger.init_args.name", name,
-           "--trainer.logger.init_args.version", "run", *(["--ckpt_path", "last"] if resume else start)]
-    start = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    seconds = time.time() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}")
-    points = curve(RUNS / name / "run")[0]
-    print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
-    return {"curve": points, "seconds": seconds, **({"resumed": True} if resume else {})}
+def run(name: str, config: str, args, extra: list[str], steps: int, start: tuple[str, ...] = ()) -> dict:
+    """scores.cli_fit, which must succeed."""
+    result = cli_fit(name, REPO / config, args, extra, steps, start)
+    if result.get("failed"):
+        raise SystemExit(f"{name} failed: see above")
+    return result
 
 
 def awac_chain(seed: int, args) -> dict:
     """Offline AWAC, then AWAC fine-tuned online from its last checkpoint."""
     data = ["--data.seed", str(seed)]
     offline_name = run_name(args.dataset, "AWAC", seed, args.offline_steps)
-    offline = cli_fit(offline_name, "configs/awac/locomotion.yaml", args,
+    offline = run(offline_name, "configs/awac/locomotion.yaml", args,
                       ["--data.dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes), *data],
                       args.offline_steps)
     ckpt = RUNS / offline_name / "run" / "checkpoints" / "last.ckpt"
-    online = cli_fit(f"{run_name(args.dataset, 'AWACfinetune', seed, args.env_steps)}_from{args.offline_steps}",
+    online = run(f"{run_name(args.dataset, 'AWACfinetune', seed, args.env_steps)}_from{args.offline_steps}",
                      "configs/awac/finetune_locomotion.yaml", args,
                      ["--data.offline_dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes),
                       *data], args.env_steps, start=("--finetune_from", str(ckpt)))
@@ -86,7 +63,7 @@ def awac_chain(seed: int, args) -> dict:
 
 def sac_scratch(seed: int, args) -> dict:
     updates = args.env_steps - SAC_WARMUP
-    online = cli_fit(run_name(args.dataset, "SACscratch", seed, args.env_steps), "configs/sac/online_hopper.yaml",
+    online = run(run_name(args.dataset, "SACscratch", seed, args.env_steps), "configs/sac/online_hopper.yaml",
                      args, ["--data.env_id", args.dataset, "--data.seed", str(seed),
                             "--data.eval_episodes", str(args.eval_episodes)], updates)
     return {"online": online, "env_curve": [(step + SAC_WARMUP, score) for step, score in online["curve"]]}

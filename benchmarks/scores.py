@@ -105,10 +105,13 @@ def curve(run_dir: Path) -> tuple[list[tuple[int, float]], float | None]:
     return found.get("val/normalized_score", []), seconds
 
 
-def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
-    name = run_name(dataset_id, args.label or algo, seed, args.steps)
+def cli_fit(name: str, config: Path, args, extra: list[str], steps: int, start: tuple[str, ...] = ()) -> dict:
+    """One `cli.py fit --config config EXTRA` of `steps` updates logged to benchmarks/runs/<name>/run, evaluated every
+    `--eval-every` updates. Not repeated when its log holds the final evaluation; resumed with `--ckpt_path last`
+    from its last checkpoint (written every `--eval-every` updates) when it was killed; `start`: arguments for a
+    fresh start only (e.g. `--finetune_from`)."""
     points, logged_seconds = curve(RUNS / name / "run")
-    if points and points[-1][0] >= args.steps:
+    if points and points[-1][0] >= steps:
         return {"curve": points, "seconds": logged_seconds, "cached": True}
     resume = (RUNS / name / "run" / "checkpoints" / "last.ckpt").exists()
     if (RUNS / name).exists() and not resume:
@@ -117,22 +120,27 @@ def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
         shutil.rmtree(RUNS / name)
     threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(config_for(algo, dataset_id)),
-           "--data.dataset_id", dataset_id, "--data.seed", str(seed), "--data.eval_episodes", str(args.eval_episodes),
-           "--trainer.max_steps", str(args.steps), "--trainer.val_check_interval", str(args.eval_every),
+    cmd = [sys.executable, str(REPO / "cli.py"), "fit", "--config", str(config), *extra,
+           "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(args.eval_every),
            "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_updates", str(args.eval_every),
            "--trainer.logger.init_args.save_dir", str(RUNS), "--trainer.logger.init_args.name", name,
-           "--trainer.logger.init_args.version", "run", *phase_args(algo, args.steps), *args.extra,
-           *(["--ckpt_path", "last"] if resume else [])]
-    start = time.time()
+           "--trainer.logger.init_args.version", "run", *(["--ckpt_path", "last"] if resume else start)]
+    begin = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    seconds = time.time() - start
+    seconds = time.time() - begin
     if proc.returncode != 0:
         print(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
         return {"curve": curve(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
     points = curve(RUNS / name / "run")[0]
     print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
     return {"curve": points, "seconds": seconds, **({"resumed": True} if resume else {})}
+
+
+def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
+    """`configs/<algo>/<family>.yaml` on the dataset, one seed, `--steps` updates (run folder: run_name)."""
+    return cli_fit(run_name(dataset_id, args.label or algo, seed, args.steps), config_for(algo, dataset_id), args,
+                   ["--data.dataset_id", dataset_id, "--data.seed", str(seed), "--data.eval_episodes",
+                    str(args.eval_episodes), *phase_args(algo, args.steps), *args.extra], args.steps)
 
 
 def d3rlpy_arrays(dataset_id: str) -> Path:
