@@ -1,5 +1,5 @@
-"""AWAC's offline-to-online claim (Nair et al. 2020, figure 3): offline AWAC, then online fine-tuning, against
-online SAC from scratch with the same number of environment steps.
+"""AWAC's offline-to-online claim (Nair et al. 2020, the MuJoCo fine-tuning comparisons): offline AWAC, then online
+fine-tuning, against online SAC from scratch with the same number of environment steps.
 
     python benchmarks/finetune.py --dataset lit-offrl/hopper/medium-replay-v0 --offline-steps 20000 \
         --env-steps 40000 --eval-every 5000 --seeds 0 1 2 --jobs 2 --out benchmarks/results/awac_finetune_hopper.json
@@ -49,23 +49,23 @@ def awac_chain(seed: int, args) -> dict:
     data = ["--data.seed", str(seed)]
     offline_name = run_name(args.dataset, "AWAC", seed, args.offline_steps)
     offline = run(offline_name, "configs/awac/locomotion.yaml", args,
-                      ["--data.dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes), *data],
-                      args.offline_steps)
+                  ["--data.dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes), *data],
+                  args.offline_steps)
     ckpt = RUNS / offline_name / "run" / "checkpoints" / "last.ckpt"
     online = run(f"{run_name(args.dataset, 'AWACfinetune', seed, args.env_steps)}_from{args.offline_steps}",
-                     "configs/awac/finetune_locomotion.yaml", args,
-                     ["--data.offline_dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes),
-                      *data], args.env_steps, start=("--finetune_from", str(ckpt)))
-    start = offline["curve"][-1][1]
+                 "configs/awac/finetune_locomotion.yaml", args,
+                 ["--data.offline_dataset_id", args.dataset, "--data.eval_episodes", str(args.eval_episodes), *data],
+                 args.env_steps, start=("--finetune_from", str(ckpt)))
+    offline_score = offline["curve"][-1][1]
     return {"offline": offline, "online": online,
-            "env_curve": [(0, start)] + [(step, score) for step, score in online["curve"]]}
+            "env_curve": [(0, offline_score)] + [(step, score) for step, score in online["curve"]]}
 
 
 def sac_scratch(seed: int, args) -> dict:
     updates = args.env_steps - SAC_WARMUP
-    online = run(run_name(args.dataset, "SACscratch", seed, args.env_steps), "configs/sac/online_hopper.yaml",
-                     args, ["--data.env_id", args.dataset, "--data.seed", str(seed),
-                            "--data.eval_episodes", str(args.eval_episodes)], updates)
+    online = run(run_name(args.dataset, "SACscratch", seed, args.env_steps), "configs/sac/online_hopper.yaml", args,
+                 ["--data.env_id", args.dataset, "--data.seed", str(seed), "--data.eval_episodes",
+                  str(args.eval_episodes)], updates)
     return {"online": online, "env_curve": [(step + SAC_WARMUP, score) for step, score in online["curve"]]}
 
 
@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per fit (default: the CPUs / --jobs)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if args.env_steps <= SAC_WARMUP or (args.env_steps - SAC_WARMUP) % args.eval_every or args.env_steps % args.eval_every:
+    if (args.env_steps <= SAC_WARMUP or (args.env_steps - SAC_WARMUP) % args.eval_every
+            or args.env_steps % args.eval_every):
         parser.error(f"--env-steps must exceed SAC's {SAC_WARMUP} warmup steps, and both it and --env-steps - "
                      f"{SAC_WARMUP} must be multiples of --eval-every")
 
@@ -89,8 +90,8 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         finished = list(pool.map(lambda job: (awac_chain if job[0] == "AWAC" else sac_scratch)(job[1], args), jobs))
     results: dict = {"AWAC offline -> online": {}, "SAC from scratch": {}}
-    for (kind, seed), run in zip(jobs, finished):
-        results["AWAC offline -> online" if kind == "AWAC" else "SAC from scratch"][str(seed)] = run
+    for (kind, seed), outcome in zip(jobs, finished):
+        results["AWAC offline -> online" if kind == "AWAC" else "SAC from scratch"][str(seed)] = outcome
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dataset_id": args.dataset, "offline_steps": args.offline_steps,
                                     "env_steps": args.env_steps, "eval_every": args.eval_every,
