@@ -11,13 +11,14 @@ Per seed, three real `cli.py fit` runs:
 2. fine-tuning: `configs/awac/finetune_locomotion.yaml --finetune_from` that run's last.ckpt: the offline data
    kept in the replay buffer, one environment step per update, no warmup, for `--env-steps` updates;
 3. scratch: `configs/sac/online_hopper.yaml` (SAC, Haarnoja et al. 2018) on the dataset's evaluation env: its
-   10k uniform warmup transitions count as environment steps, so it makes `--env-steps - warmup` updates.
+   uniform warmup transitions (the config's data.warmup_steps, 10k) count as environment steps, so it makes
+   `--env-steps - warmup` updates.
 
 Curves are the normalized score (D4RL's Hopper reference returns) against environment steps collected online;
 the fine-tuning curve starts at the offline run's final score (0 online steps). The logs go to
 benchmarks/runs/<name>/run as scores.py's do; a run whose log holds its final evaluation is not repeated, a killed
-one resumes from its last checkpoint. MINARI_DATASETS_PATH must hold the dataset (an id missing there is built by
-its recipe first: Hopper medium-replay's takes about an hour).
+one resumes from its last checkpoint. A dataset missing from MINARI_DATASETS_PATH is built by its recipe first, here
+(Hopper medium-replay's takes about an hour).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scores import REPO, RUNS, cli_fit, run_name  # noqa: E402
+from scores import REPO, RUNS, cli_fit, ensure_datasets, run_name  # noqa: E402
 
-SAC_WARMUP = 10_000  # configs/sac/online_hopper.yaml data.warmup_steps
+SAC_CONFIG = "configs/sac/online_hopper.yaml"
+SAC_WARMUP = yaml.safe_load((REPO / SAC_CONFIG).read_text())["data"]["init_args"]["warmup_steps"]
 
 
 def run(name: str, config: str, args, extra: list[str], steps: int, start: tuple[str, ...] = ()) -> dict:
@@ -63,7 +66,7 @@ def awac_chain(seed: int, args) -> dict:
 
 def sac_scratch(seed: int, args) -> dict:
     updates = args.env_steps - SAC_WARMUP
-    online = run(run_name(args.dataset, "SACscratch", seed, args.env_steps), "configs/sac/online_hopper.yaml", args,
+    online = run(run_name(args.dataset, "SACscratch", seed, args.env_steps), SAC_CONFIG, args,
                  ["--data.env_id", args.dataset, "--data.seed", str(seed), "--data.eval_episodes",
                   str(args.eval_episodes)], updates)
     return {"online": online, "env_curve": [(step + SAC_WARMUP, score) for step, score in online["curve"]]}
@@ -86,6 +89,7 @@ def main() -> None:
         parser.error(f"--env-steps must exceed SAC's {SAC_WARMUP} warmup steps, and both it and --env-steps - "
                      f"{SAC_WARMUP} must be multiples of --eval-every")
 
+    ensure_datasets([args.dataset])
     jobs = [("AWAC", s) for s in args.seeds] + [("SAC", s) for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         finished = list(pool.map(lambda job: (awac_chain if job[0] == "AWAC" else sac_scratch)(job[1], args), jobs))
@@ -104,9 +108,9 @@ def main() -> None:
     print("|---|" + "---|" * len(steps))
     for method, by_seed in results.items():
         cells = []
+        curves = [dict(r["env_curve"]) for r in by_seed.values()]
         for s in steps:
-            values = np.array([dict(map(tuple, r["env_curve"])).get(s) for r in by_seed.values()], dtype=object)
-            values = np.array([v for v in values if v is not None], dtype=float)
+            values = np.array([c[s] for c in curves if s in c], dtype=float)
             cells.append(f"{values.mean():.1f} ± {values.std():.1f}" if len(values) else "")
         print(f"| {method} | " + " | ".join(cells) + " |")
 

@@ -105,6 +105,20 @@ def curve(run_dir: Path) -> tuple[list[tuple[int, float]], float | None]:
     return found.get("val/normalized_score", []), seconds
 
 
+def ensure_datasets(dataset_ids: list[str]) -> None:
+    """Open each dataset once here, before any fit starts: one that is not in MINARI_DATASETS_PATH is built by its
+    recipe in this process (its progress on this terminal, once), not inside the first fit, whose output is
+    captured; an id that cannot be had stops the script with the data layer's one-line reason."""
+    from lit_offrl.data import minari_io
+    from lit_offrl.errors import UserError
+
+    for dataset_id in dataset_ids:
+        try:
+            minari_io.resolve(dataset_id)
+        except UserError as error:
+            sys.exit(str(error))
+
+
 def cli_fit(name: str, config: Path, args, extra: list[str], steps: int, start: tuple[str, ...] = ()) -> dict:
     """One `cli.py fit --config config EXTRA` of `steps` updates logged to benchmarks/runs/<name>/run, evaluated every
     `--eval-every` updates. Not repeated when its log holds the final evaluation; resumed with `--ckpt_path last`
@@ -238,6 +252,7 @@ def main() -> None:
     if args.label is not None and (len(args.algos) != 1 or not args.label.isalnum()):
         parser.error("--label names one algorithm's variant: give one --algos and a label of letters and digits")
 
+    ensure_datasets(args.datasets)
     jobs = [(algo, dataset_id, seed) for dataset_id in args.datasets for algo in args.algos for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         finished = list(pool.map(lambda job: (fit if args.impl == "lit_offrl" else fit_d3rlpy)(*job, args), jobs))
