@@ -227,3 +227,20 @@ def test_datasets_bad_input_is_one_line_exit_2(made, args, message):
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("lit-offrl datasets: error:") and message in errors[0]
+
+
+def test_recipes_main_dispatches_to_the_imported_family_module(tmp_path, capsys):
+    """``python -m lit_offrl.recipes FAMILY ...`` runs the module the package already imported (running
+    ``python -m lit_offrl.recipes.antmaze`` executed it a second time as ``__main__``, runpy's warning), and a
+    missing or unknown family is one line naming the choices."""
+    from lit_offrl.recipes import adroit
+    from lit_offrl.recipes.__main__ import main
+
+    main(["adroit", "status", "--task", "pen", "--cache-dir", str(tmp_path)])
+    expected = adroit.run_directory(task="pen", cache_dir=str(tmp_path))
+    assert capsys.readouterr().out.strip() == f"{expected}: done=False training_pid=None"
+    for argv, shown in (([], "nothing"), (["nope", "status"], "'nope'")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert str(exit_info.value) == (f"python -m lit_offrl.recipes: got {shown}; give a recipe family first, one "
+                                        "of antmaze, adroit (e.g. python -m lit_offrl.recipes antmaze status)")

@@ -64,7 +64,7 @@ limit, pen included): 10k uniformly random warmup transitions, then one env step
 the checkpoint; Adroit is not one of Gymnasium's own MuJoCo envs (and keeps its randomized door position / pen
 target in the MuJoCo model, not in MjData), so the episode in progress at the checkpoint is cut there and a new one
 starts: the resumed run is a valid run, not bit-identical to an uninterrupted one. ``python -m
-lit_offrl.recipes.adroit train --task door`` trains in the background, ``status`` prints the snapshots so far.
+lit_offrl.recipes adroit train --task door`` trains in the background, ``status`` prints the snapshots so far.
 
 Measured (2-core machine shared with other jobs, 18-40 updates/s; seed 0, 20 stochastic evaluation episodes every
 5k updates): door on D4RL's reward, no success in any snapshot up to 125k of 150k updates (returns -30 to -48 on
@@ -313,7 +313,7 @@ def read_snapshots(directory: str | Path) -> list[Snapshot]:
 def best_snapshot(snapshots: list[Snapshot]) -> Snapshot:
     """The expert: the highest success rate, then the highest return, then the earliest."""
     if not snapshots:
-        raise UserError("the Adroit SAC run has no snapshot yet: train it first (python -m lit_offrl.recipes.adroit "
+        raise UserError("the Adroit SAC run has no snapshot yet: train it first (python -m lit_offrl.recipes adroit "
                         "train --task TASK).")
     return max(snapshots, key=lambda s: (s.success_rate, s.return_mean, -s.updates))
 
@@ -344,7 +344,7 @@ def train_policies(task: str = "door", seed: int = 0, train_steps: int | None = 
     other = policy_runs.training_in_progress(directory)
     if other is not None:
         raise UserError(f"process {other} is training the Adroit {task} SAC run in {directory}; wait for it "
-                        f"(python -m lit_offrl.recipes.adroit status --task {task}).")
+                        f"(python -m lit_offrl.recipes adroit status --task {task}).")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "training.lock").write_text(f"{os.getpid()}\n")
     (directory / "training.json").write_text(json.dumps(
@@ -705,10 +705,10 @@ def register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lit_offrl.recipes.adroit train|status --task door [--seed S] [--updates N] ...``"""
+    """``python -m lit_offrl.recipes adroit train|status --task door [--seed S] [--updates N] ...``"""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lit_offrl.recipes.adroit")
+    parser = argparse.ArgumentParser(prog="python -m lit_offrl.recipes adroit")
     parser.add_argument("command", choices=["train", "status"])
     parser.add_argument("--task", choices=list(TASKS), default="door")
     parser.add_argument("--seed", type=int, default=0)

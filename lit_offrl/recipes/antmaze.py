@@ -260,7 +260,7 @@ def best_snapshot(snapshots: list[Snapshot]) -> Snapshot:
     """The snapshot reaching the most goals (ties: fewer falls, then the earlier one)."""
     if not snapshots:
         raise UserError("the AntMaze goal-policy run has no snapshot yet: train it first "
-                        "(python -m lit_offrl.recipes.antmaze train).")
+                        "(python -m lit_offrl.recipes antmaze train).")
     return max(snapshots, key=lambda s: (s.goals_per_episode, -s.fall_rate, -s.updates))
 
 
@@ -843,11 +843,11 @@ def register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lit_offrl.recipes.antmaze train|status|build [--seed S] [--updates N] ...`` (``--seed`` and the
+    """``python -m lit_offrl.recipes antmaze train|status|build [--seed S] [--updates N] ...`` (``--seed`` and the
     run options name the goal-policy run; ``build --dataset umaze --steps N --partial`` builds a dataset from it)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lit_offrl.recipes.antmaze")
+    parser = argparse.ArgumentParser(prog="python -m lit_offrl.recipes antmaze")
     parser.add_argument("command", choices=["train", "status", "build", "probe"])
     parser.add_argument("--dataset", default="umaze", choices=list(DATASETS), help="build: which dataset")
     parser.add_argument("--steps", type=int, default=1_000_000, help="build: transitions")
