@@ -221,3 +221,26 @@ def test_umaze_dataset_is_shaped_like_the_hubs(tiny_run, tmp_path, monkeypatch):
     assert obs["observation"].shape == (27,) and np.abs(obs["desired_goal"] - [-4.0, 4.0]).max() <= 1.0
     metadata = dataset.storage.metadata
     assert metadata["ref_max_score"] > metadata["ref_min_score"]
+
+
+def test_the_episode_ends_on_a_flip_not_on_a_jump():
+    """-v1 ends when the torso tips past horizontal and pays the survival reward up to then; -v0 keeps Ant-v5's
+    healthy height range (0.2, 1.0), which ends a jump of an upright ant and lets one lying on its back go on."""
+    upright, on_back = [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]
+    tipped = [np.cos(0.245 * np.pi), np.sin(0.245 * np.pi), 0.0, 0.0]  # 88 degrees about x: above the horizon
+    assert not am.fell(upright) and not am.fell(tipped) and am.fell(on_back)
+    outcomes = {}
+    for env_id in (am.GOAL_ENV_ID, am.GOAL_ENV_IDS_V0["torso"]):
+        env = gym.make(env_id).unwrapped
+        ends = []
+        for z, quaternion in ((1.2, upright), (0.27, on_back)):
+            env.reset(seed=0)
+            qpos, qvel = env.ant.data.qpos.copy(), env.ant.data.qvel.copy()
+            qpos[2], qpos[3:7] = z, quaternion
+            env.ant.set_state(qpos, qvel * 0)
+            _, reward, terminated, _, info = env.step(np.zeros(8, np.float32))
+            ends.append(terminated)
+            if not terminated:
+                assert info["reward_survive"] == 1.0
+        outcomes[env_id] = ends
+    assert outcomes == {am.GOAL_ENV_ID: [False, True], am.GOAL_ENV_IDS_V0["torso"]: [True, False]}

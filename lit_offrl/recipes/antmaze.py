@@ -12,14 +12,14 @@ by a planner that hands it the next waypoint, with Gaussian action noise.
 Two stages:
 
 1. **The low-level policy** (`train_goal_policy`): SAC (`lit_offrl.algos.SAC`) trained online with
-   `lit_offrl.data.online.OnlineDataModule` in ``lit_offrl/AntGoalReachTorso-v0`` (`AntGoalReachEnv`, registered
+   `lit_offrl.data.online.OnlineDataModule` in ``lit_offrl/AntGoalReachTorso-v1`` (`AntGoalReachEnv`, registered
    with Gymnasium by this module): the same Gymnasium ant model as AntMaze (``gymnasium/envs/mujoco/assets/
    ant.xml``, Ant-v5 dynamics, frame skip 5) on an open floor, observation = the AntMaze ant observation (27:
    qpos without x, y and qvel, no contact forces) + the goal relative to the torso (2; `relative_goal`: in the
    torso's heading frame by default, ``GOAL_FRAME = "torso"``; D4RL and Minari gave it in the world frame,
-   which ``lit_offrl/AntGoalReach-v0`` / ``goal_frame="world"`` still offers), goals drawn at
+   which ``lit_offrl/AntGoalReach-v1`` / ``goal_frame="world"`` still offers), goals drawn at
    waypoint-like distances around the ant and replaced by a new one once reached (a continuing task, as
-   Minari's ``GoalReachAnt``), 1000-step episodes, terminated when the torso leaves the healthy height range.
+   Minari's ``GoalReachAnt``), 1000-step episodes, terminated when the ant flips (torso past horizontal).
    The training run is cached (`<Minari root>/.lit_offrl_cache/antmaze/...`), snapshotted every
    ``snapshot_every`` updates, and resumes after a kill, as the locomotion recipes' runs do.
 2. **The data** (`make_antmaze_dataset`): `MazeDriver` (Minari's antmaze ``WaypointController``: Q-iteration
@@ -57,15 +57,17 @@ evaluation episodes (Minari computes its reference scores the same way, from an 
 Training reward (`AntGoalReachEnv.step`)
 ----------------------------------------
 ``r = PROGRESS_WEIGHT * (d_{t-1} - d_t) / dt + healthy - 0.5 |a|^2`` with ``d`` the torso-goal distance,
-``healthy = 1`` while the torso is in Ant-v5's healthy height range, and Ant-v5's control cost. Why:
+``healthy = 1`` on every step before a flip (-v0: while the torso is in Ant-v5's healthy height range), and
+Ant-v5's control cost. Why:
 
 * the progress term is potential-based shaping of the distance (Ng, Harada & Russell 1999): it leaves the
   optimal policy of "get to the goal" unchanged while giving a dense signal every step, and it equals the
   torso's velocity projected on the goal direction, which is what Minari's ``GoalReachAnt`` rewarded
   (``reach_goal_ant.py``: ``10 * velocity . goal_dir + ctrl + survive``); its weight 10 is theirs
   (a turning ant's goal-directed speed is small next to Ant's forward speed);
-* healthy reward and termination on leaving the height range keep the ant upright: a flipped ant in the maze
-  never recovers (AntMaze itself never terminates);
+* the survival reward (Ant-v5's 1 per step) and termination on a flip keep the ant upright: a flipped ant in the
+  maze never recovers (AntMaze itself never terminates). Ant-v5's own rule, the torso height leaving (0.2, 1.0)
+  (the -v0 envs), ended harmless jumps and missed an ant lying on its back at 0.27 (`AntGoalReachEnv`);
 * the control cost (Ant-v5's) keeps the gait smooth, so the added data noise acts on moderate torques;
 * goals are continuing (a new goal the step one is reached), so reaching a goal fast is worth more progress
   reward on the next one; no reach bonus is needed.
@@ -95,7 +97,11 @@ log = logging.getLogger(__name__)
 CODE_PERMALINK = "lit_offrl/recipes/antmaze.py"
 
 # ---- the goal-reaching training env
-GOAL_ENV_IDS = {"world": "lit_offrl/AntGoalReach-v0", "torso": "lit_offrl/AntGoalReachTorso-v0"}
+# -v1 ends an episode when the ant flips (`FLIP_UP_Z`); -v0 (the first runs, kept registered) used Ant-v5's healthy
+# height range, which ended harmless jumps and let a flipped ant go on collecting the survival reward (see `fell`).
+GOAL_ENV_IDS = {"world": "lit_offrl/AntGoalReach-v1", "torso": "lit_offrl/AntGoalReachTorso-v1"}
+GOAL_ENV_IDS_V0 = {"world": "lit_offrl/AntGoalReach-v0", "torso": "lit_offrl/AntGoalReachTorso-v0"}
+FLIP_UP_Z = 0.0                 # fallen: the torso's up axis points below the horizon (tipped past 90 degrees)
 GOAL_FRAME = "torso"            # the relative goal in the torso's heading frame (see `relative_goal`)
 GOAL_ENV_ID = GOAL_ENV_IDS[GOAL_FRAME]
 GOAL_EPISODE_STEPS = 1000       # Minari's train_ant.py max_episode_steps
@@ -106,7 +112,8 @@ TRAIN_RESET_NOISE = 0.1         # Ant-v5's reset noise, so the policy sees varie
 ANT_OBS_DIM = 27                # AntMaze observation["observation"]: qpos[2:] (13) + qvel (14)
 
 # ---- SAC training of the low-level policy
-TRAIN_STEPS = 300_000          # updates (~25-45/s on the shared 2-core machine: 2-3.5 h)
+TRAIN_STEPS = 1_000_000        # updates (~25-45/s on the shared 2-core machine: 6-11 h, over sessions; the SAC
+                               # paper's Ant runs take 3M steps; the snapshots, not the last update, decide)
 WARMUP_STEPS = 10_000
 SNAPSHOT_EVERY = 10_000
 EVAL_EPISODES = 10
@@ -125,19 +132,31 @@ class AntGoalReachEnv(gym.Env):
 
     Observation (29, float64): the ant part of AntMaze's observation (qpos without x, y: 13; qvel: 14) followed
     by ``goal - torso_xy``. A goal within `goal_threshold` is replaced at once by a new one (continuing task;
-    ``info["goals_reached"]`` counts them). Terminated when the torso height leaves Ant-v5's healthy range.
-    See the module docstring for the reward.
+    ``info["goals_reached"]`` counts them). See the module docstring for the reward.
+
+    `fall` says when the episode ends: ``"flip"`` (-v1) when the torso tips past horizontal (`fell`), the one fall a
+    maze ant never recovers from, with the survival reward paid on every other step; ``"height"`` (-v0) when the
+    torso height leaves Ant-v5's healthy range (0.2, 1.0), Ant-v5's own rule. Measured on a -v0 snapshot (100k
+    updates, 6 deterministic episodes, 2026-12-03): all four episodes that ended did so on a jump above 1.0 with the
+    torso upright-ish (up axis z 0.32-0.81), and one ant lay upside down (up axis z -0.78, torso at 0.27) for the
+    rest of its 1000 steps, still "healthy" and paid for it.
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 20}
 
     def __init__(self, goal_distance: tuple[float, float] = GOAL_DISTANCE, goal_threshold: float = GOAL_THRESHOLD,
                  progress_weight: float = PROGRESS_WEIGHT, reset_noise_scale: float = TRAIN_RESET_NOISE,
-                 goal_frame: str = GOAL_FRAME, render_mode: str | None = None):
+                 goal_frame: str = GOAL_FRAME, fall: str = "flip", render_mode: str | None = None):
         from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
+        if fall not in ("flip", "height"):
+            raise UserError(f"fall must be 'flip' or 'height', got {fall!r}.")
+        self.fall = fall
+        # "flip": Ant-v5's height range opened, so its survival reward is paid every step and it never terminates;
+        # this env ends the episode on a flip instead.
+        height = {} if fall == "height" else {"healthy_z_range": (-np.inf, np.inf), "terminate_when_unhealthy": False}
         self.ant = AntEnv(include_cfrc_ext_in_observation=False, exclude_current_positions_from_observation=False,
-                          reset_noise_scale=reset_noise_scale, render_mode=render_mode)
+                          reset_noise_scale=reset_noise_scale, render_mode=render_mode, **height)
         self.goal_distance = (float(goal_distance[0]), float(goal_distance[1]))
         self.goal_threshold, self.progress_weight = float(goal_threshold), float(progress_weight)
         self.goal_frame = _frame(goal_frame)
@@ -167,6 +186,8 @@ class AntGoalReachEnv(gym.Env):
 
     def step(self, action):
         ant_obs, _, terminated, _, info = self.ant.step(action)
+        if self.fall == "flip":
+            terminated = fell(ant_obs[3:7])
         xy = ant_obs[:2]
         distance = float(np.linalg.norm(self.goal - xy))
         progress = (self._distance - distance) / self.ant.dt
@@ -183,6 +204,13 @@ class AntGoalReachEnv(gym.Env):
 
     def close(self):
         self.ant.close()
+
+
+def fell(quaternion: np.ndarray) -> bool:
+    """Whether the torso (orientation `quaternion`, (w, x, y, z)) has tipped past horizontal: the z component of its
+    up axis, ``1 - 2 (x^2 + y^2)``, below `FLIP_UP_Z`."""
+    _, x, y, _ = np.asarray(quaternion, dtype=np.float64)
+    return bool(1.0 - 2.0 * (x * x + y * y) < FLIP_UP_Z)
 
 
 def _frame(goal_frame: str) -> str:
@@ -207,12 +235,13 @@ def relative_goal(offset: np.ndarray, quaternion: np.ndarray, goal_frame: str = 
 
 
 def register_goal_env() -> None:
-    """Register ``lit_offrl/AntGoalReach-v0`` (world-frame goal) and ``lit_offrl/AntGoalReachTorso-v0``
-    (torso-frame goal) with Gymnasium (idempotent)."""
-    for frame, env_id in GOAL_ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point=AntGoalReachEnv, max_episode_steps=GOAL_EPISODE_STEPS,
-                         kwargs={"goal_frame": frame})
+    """Register ``lit_offrl/AntGoalReach-v1`` (world-frame goal) and ``lit_offrl/AntGoalReachTorso-v1``
+    (torso-frame goal), and their -v0 (Ant-v5's height-range termination), with Gymnasium (idempotent)."""
+    for ids, fall in ((GOAL_ENV_IDS, "flip"), (GOAL_ENV_IDS_V0, "height")):
+        for frame, env_id in ids.items():
+            if env_id not in gym.registry:
+                gym.register(env_id, entry_point=AntGoalReachEnv, max_episode_steps=GOAL_EPISODE_STEPS,
+                             kwargs={"goal_frame": frame, "fall": fall})
 
 
 register_goal_env()
