@@ -238,7 +238,7 @@ def test_the_episode_ends_on_a_flip_not_on_a_jump():
             qpos, qvel = env.ant.data.qpos.copy(), env.ant.data.qvel.copy()
             qpos[2], qpos[3:7] = z, quaternion
             env.ant.set_state(qpos, qvel * 0)
-            _, reward, terminated, _, info = env.step(np.zeros(8, np.float32))
+            _, _, terminated, _, info = env.step(np.zeros(8, np.float32))
             ends.append(terminated)
             if not terminated:
                 assert info["reward_survive"] == 1.0

@@ -21,9 +21,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"{', '.join(FAMILIES)} (e.g. python -m lit_offrl.recipes antmaze status)")
     import importlib
 
-    module = importlib.import_module(f"lit_offrl.recipes.{argv[0]}")
-    sys.argv[0] = f"python -m lit_offrl.recipes {argv[0]}"
-    module.main(argv[1:])
+    importlib.import_module(f"lit_offrl.recipes.{argv[0]}").main(argv[1:])
 
 
 if __name__ == "__main__":
