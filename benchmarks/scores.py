@@ -105,6 +105,12 @@ def curve(run_dir: Path) -> tuple[list[tuple[int, float]], float | None]:
     return found.get("val/normalized_score", []), seconds
 
 
+def success_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """The run's `val/success_rate` curve (the domain's own measure: AntMaze goal reached, Adroit success), or []
+    where its dataset has none."""
+    return read_log(run_dir, ("val/success_rate",))[0].get("val/success_rate", [])
+
+
 def ensure_datasets(dataset_ids: list[str]) -> None:
     """Open each dataset once here, before any fit starts: one that is not in MINARI_DATASETS_PATH is built by its
     recipe in this process (its progress on this terminal, once), not inside the first fit, whose output is
@@ -146,8 +152,11 @@ def cli_fit(name: str, config: Path, args, extra: list[str], steps: int, start: 
         print(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
         return {"curve": curve(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
     points = curve(RUNS / name / "run")[0]
-    print(f"{name}: final normalized score {points[-1][1]:.1f} ({seconds:.0f} s)", flush=True)
-    return {"curve": points, "seconds": seconds, **({"resumed": True} if resume else {})}
+    success = success_curve(RUNS / name / "run")
+    print(f"{name}: final normalized score {points[-1][1]:.1f}"
+          + (f", success rate {success[-1][1]:.2f}" if success else "") + f" ({seconds:.0f} s)", flush=True)
+    return {"curve": points, "seconds": seconds, **({"success_curve": success} if success else {}),
+            **({"resumed": True} if resume else {})}
 
 
 def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
@@ -267,13 +276,22 @@ def main() -> None:
                                    indent=2))
     for dataset_id, by_algo in results.items():
         print(f"\n{dataset_id}, {args.steps} updates, {len(args.seeds)} seeds, {args.eval_episodes} episodes\n")
-        print("| algorithm | normalized score (mean ± std) | per seed |\n|---|---|---|")
+        has_success = any(r.get("success_curve") for by_seed in by_algo.values() for r in by_seed.values())
+        print("| algorithm | normalized score (mean ± std) | per seed |"
+              + (" success rate, mean (per seed) |\n|---|---|---|---|" if has_success else "\n|---|---|---|"))
         for algo, by_seed in by_algo.items():
             finals = np.array([r["curve"][-1][1] for r in by_seed.values() if r["curve"] and not r.get("failed")])
             if len(finals) == 0:
                 print(f"| {algo} | failed | |")
                 continue
-            print(f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {', '.join(f'{x:.1f}' for x in finals)} |")
+            line = f"| {algo} | {finals.mean():.1f} ± {finals.std():.1f} | {', '.join(f'{x:.1f}' for x in finals)} |"
+            success = [r["success_curve"][-1][1] for r in by_seed.values()
+                       if r.get("success_curve") and not r.get("failed")]
+            if success:  # the domain's own measure beside the normalized score
+                line += f" {np.mean(success):.2f} ({', '.join(f'{x:.2f}' for x in success)}) |"
+            elif has_success:
+                line += " - |"
+            print(line)
 
 
 if __name__ == "__main__":
