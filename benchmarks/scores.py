@@ -99,16 +99,13 @@ def read_log(run_dir: Path, tags: tuple[str, ...] = ("val/normalized_score",)
     return found, (max(times) - min(times) if times else None)
 
 
-def curve(run_dir: Path) -> tuple[list[tuple[int, float]], float | None]:
-    """(the normalized-score curve, the logged wall time in seconds) of one run."""
-    found, seconds = read_log(run_dir)
-    return found.get("val/normalized_score", []), seconds
-
-
-def success_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """The run's `val/success_rate` curve (the domain's own measure: AntMaze goal reached, Adroit success), or []
-    where its dataset has none."""
-    return read_log(run_dir, ("val/success_rate",))[0].get("val/success_rate", [])
+def curves(run_dir: Path) -> tuple[dict, float | None]:
+    """One read of a run's log: ({"curve": the normalized-score curve, "success_curve": the `val/success_rate`
+    curve, only where the dataset has the domain's own measure (AntMaze goal reached, Adroit success)}, the logged
+    wall time in seconds)."""
+    found, seconds = read_log(run_dir, ("val/normalized_score", "val/success_rate"))
+    success = found.get("val/success_rate", [])
+    return {"curve": found.get("val/normalized_score", []), **({"success_curve": success} if success else {})}, seconds
 
 
 def ensure_datasets(dataset_ids: list[str]) -> None:
@@ -130,9 +127,9 @@ def cli_fit(name: str, config: Path, args, extra: list[str], steps: int, start: 
     `--eval-every` updates. Not repeated when its log holds the final evaluation; resumed with `--ckpt_path last`
     from its last checkpoint (written every `--eval-every` updates) when it was killed; `start`: arguments for a
     fresh start only (e.g. `--finetune_from`)."""
-    points, logged_seconds = curve(RUNS / name / "run")
-    if points and points[-1][0] >= steps:
-        return {"curve": points, "seconds": logged_seconds, "cached": True}
+    logged, logged_seconds = curves(RUNS / name / "run")
+    if logged["curve"] and logged["curve"][-1][0] >= steps:
+        return {**logged, "seconds": logged_seconds, "cached": True}
     resume = (RUNS / name / "run" / "checkpoints" / "last.ckpt").exists()
     if (RUNS / name).exists() and not resume:
         import shutil
@@ -150,13 +147,12 @@ def cli_fit(name: str, config: Path, args, extra: list[str], steps: int, start: 
     seconds = time.time() - begin
     if proc.returncode != 0:
         print(f"{name} failed ({seconds:.0f} s):\n{proc.stderr[-2500:]}", flush=True)
-        return {"curve": curve(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
-    points = curve(RUNS / name / "run")[0]
-    success = success_curve(RUNS / name / "run")
-    print(f"{name}: final normalized score {points[-1][1]:.1f}"
+        return {**curves(RUNS / name / "run")[0], "seconds": seconds, "failed": True}
+    logged = curves(RUNS / name / "run")[0]
+    success = logged.get("success_curve")
+    print(f"{name}: final normalized score {logged['curve'][-1][1]:.1f}"
           + (f", success rate {success[-1][1]:.2f}" if success else "") + f" ({seconds:.0f} s)", flush=True)
-    return {"curve": points, "seconds": seconds, **({"success_curve": success} if success else {}),
-            **({"resumed": True} if resume else {})}
+    return {**logged, "seconds": seconds, **({"resumed": True} if resume else {})}
 
 
 def fit(algo: str, dataset_id: str, seed: int, args) -> dict:
