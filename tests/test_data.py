@@ -242,6 +242,18 @@ def test_reward_scale_and_shift():
     np.testing.assert_allclose(dm.transitions.reward.numpy(), raw * 2.0 - 1.0, rtol=1e-6)
 
 
+def test_terminal_reward_marks_goal_steps_terminal_as_d4rls_antmaze():
+    # Rewards 0/1 per step, episodes truncated (none terminates): the steps with reward 1 become terminal, the
+    # others keep the dataset's own flags; the rewards themselves (then shifted) are untouched.
+    make_box_dataset("test/box-v0", episodes=(4, 3), terminated=(False, False),
+                     rewards=lambda e, length: (np.arange(length) % 2).astype(np.float64))
+    plain = data_module("test/box-v0", reward_shift=-1.0)
+    np.testing.assert_array_equal(plain.transitions.terminal.numpy(), np.zeros(7))
+    dm = data_module("test/box-v0", reward_shift=-1.0, terminal_reward=1.0)
+    np.testing.assert_array_equal(dm.transitions.terminal.numpy(), [0, 1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(dm.transitions.reward.numpy(), plain.transitions.reward.numpy())
+
+
 def test_normalize_reward_divides_by_the_return_range_before_scale_and_shift():
     built = make_box_dataset("test/box-v0", episodes=(3, 2, 4))
     raw = concat(ep.rewards for ep in built.episodes)

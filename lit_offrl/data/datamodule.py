@@ -61,6 +61,12 @@ class OfflineDataModule(L.LightningDataModule):
         reward_scale, reward_shift: r <- r * reward_scale + reward_shift (e.g. AntMaze's IQL setting: 1, -1).
         normalize_reward: D4RL/CORL return-range normalization, r <- r * 1000 / (max return - min return),
             applied before scale and shift.
+        terminal_reward: transitions whose dataset reward (before any transform) is at least this value are
+            treated as terminal (no bootstrap past them), as D4RL's AntMaze data marks every goal-reaching step
+            (terminals = rewards == 1). For continuing goal tasks stored without terminations (Minari's and
+            lit_offrl's AntMaze, PointMaze): without it the goal region's value bootstraps from itself, and an
+            optimistic target (IQL's upper expectile) drifts above the largest possible return there.
+            Default None: the dataset's own terminations.
         dataset_fraction: keep a seeded random subset of this fraction of the episodes.
         top_fraction: keep the episodes with the highest returns, this fraction of them (0.1 = BC-10%).
         eval_episodes: episodes rolled out per validation, split across DDP ranks.
@@ -86,7 +92,7 @@ class OfflineDataModule(L.LightningDataModule):
     def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
                  normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
-                 dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
+                 terminal_reward: float | None = None, dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
                  eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1,
                  ref_min_score: float | None = None, ref_max_score: float | None = None, updates_per_step: int = 1):
         super().__init__()
@@ -170,6 +176,10 @@ class OfflineDataModule(L.LightningDataModule):
                                    f"of '{self.dataset_id}' returns {returns.max():.3f}. Turn the option off.")
             self.reward_normalizer = 1000.0 / spread
         rewards = self.transform_rewards(torch.from_numpy(data.rewards))
+        terminals = torch.from_numpy(data.terminals)
+        if self.hparams.terminal_reward is not None:
+            terminals = torch.where(torch.from_numpy(data.rewards) >= self.hparams.terminal_reward,
+                                    torch.ones_like(terminals), terminals)
         actions = torch.from_numpy(data.actions)
         if self._bounds_from_data:
             self.action_low, self.action_high = actions.min(0).values, actions.max(0).values
@@ -183,7 +193,7 @@ class OfflineDataModule(L.LightningDataModule):
         self.transitions = Transitions(
             obs=self.normalize(observations), action=actions, reward=rewards,
             next_obs=self.normalize(torch.from_numpy(data.next_observations)),
-            terminal=torch.from_numpy(data.terminals),
+            terminal=terminals,
             episode_starts=torch.from_numpy(data.episode_starts), episode_ends=torch.from_numpy(data.episode_ends))
 
     def transform_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
