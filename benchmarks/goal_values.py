@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--radius", type=float, default=0.45, help="goal reached within this distance")
     args = parser.parse_args()
 
-    import gymnasium as gym
     import minari
 
+    from lit_offrl.data.minari_io import flatten_batch
     from lit_offrl.export import load_checkpoint_model
 
     model, checkpoint = load_checkpoint_model(args.checkpoint)
@@ -40,7 +40,7 @@ def main() -> None:
         if index >= args.weight_episodes and shown >= args.show:
             break
         obs = episode.observations
-        flat = np.stack([gym.spaces.flatten(space, {k: obs[k][t] for k in obs}) for t in range(len(episode.actions) + 1)])
+        flat = flatten_batch(space, obs)  # as training flattened it (gymnasium's order)
         x = (torch.as_tensor(flat, dtype=torch.float32) - model.obs_mean) / model.obs_std
         with torch.no_grad():
             v = model.value(x).numpy()

@@ -92,7 +92,8 @@ class OfflineDataModule(L.LightningDataModule):
     def __init__(self, dataset_id: str = DEFAULT_DATASET, batch_size: int = 256, seed: int = 0,
                  normalize_observations: bool = True, obs_std_eps: float = 1e-3, min_obs_std: float = 1e-2,
                  reward_scale: float = 1.0, reward_shift: float = 0.0, normalize_reward: bool = False,
-                 terminal_reward: float | None = None, dataset_fraction: float = 1.0, top_fraction: float = 1.0, eval_episodes: int = 10,
+                 terminal_reward: float | None = None, dataset_fraction: float = 1.0, top_fraction: float = 1.0,
+                 eval_episodes: int = 10,
                  eval_seed: int = 1_000_000, on_device: bool = True, sequence_length: int = 1,
                  ref_min_score: float | None = None, ref_max_score: float | None = None, updates_per_step: int = 1):
         super().__init__()
@@ -175,10 +176,11 @@ class OfflineDataModule(L.LightningDataModule):
                 raise DatasetError(f"data.normalize_reward needs episodes with different returns; every episode "
                                    f"of '{self.dataset_id}' returns {returns.max():.3f}. Turn the option off.")
             self.reward_normalizer = 1000.0 / spread
-        rewards = self.transform_rewards(torch.from_numpy(data.rewards))
+        raw_rewards = torch.from_numpy(data.rewards)
+        rewards = self.transform_rewards(raw_rewards)
         terminals = torch.from_numpy(data.terminals)
         if self.hparams.terminal_reward is not None:
-            terminals = torch.where(torch.from_numpy(data.rewards) >= self.hparams.terminal_reward,
+            terminals = torch.where(raw_rewards >= self.hparams.terminal_reward,
                                     torch.ones_like(terminals), terminals)
         actions = torch.from_numpy(data.actions)
         if self._bounds_from_data:
